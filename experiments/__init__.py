@@ -1,0 +1,1 @@
+"""Hydra entry points: each composes a config and calls lth. Nothing else lives here."""

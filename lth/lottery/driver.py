@@ -1,0 +1,204 @@
+"""The IMP driver: train, prune, rewind, retrain, round after round, resumably.
+
+Round 0 trains the dense network and saves the rewind point. Round k >= 1 prunes the trained
+weights of round k-1 to the scheduled density and retrains according to ``retrain``:
+
+- ``weight_rewind``: survivors reset to the rewind point, schedule replayed from it
+  (Frankle & Carbin 2019; late rewinding, Frankle et al. 2020);
+- ``lr_rewind``: trained weights kept, learning-rate schedule replayed from the rewind point
+  (Renda et al. 2020);
+- ``finetune``: trained weights kept, ``finetune_iters`` more iterations at the final rate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lth.data import Dataset
+from lth.errors import ConfigError
+from lth.lottery.seeds import derive_seed
+from lth.lottery.store import RunStore
+from lth.pruning import (
+    Mask,
+    PruneRates,
+    apply_mask,
+    check_mask,
+    check_strategy,
+    full_mask,
+    layer_density,
+    layer_rates,
+    prune_mask,
+    remaining,
+    total,
+)
+from lth.tracking import Sink
+from lth.train import TrainResult, constant_schedule, train
+from lth.train.schedule import LRFactor
+
+RETRAIN_MODES = ("weight_rewind", "lr_rewind", "finetune")
+OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class LotterySettings:
+    """Everything the loop needs, in iterations. Built once from the config, at the edge."""
+
+    seed: int
+    rounds: int
+    iterations: int
+    batch_size: int
+    rewind_iter: int
+    strategy: str
+    rates: PruneRates
+    retrain: str = "weight_rewind"
+    finetune_iters: int = 0
+    eval_every: int = 0
+    include_bias: bool = False
+
+    def __post_init__(self) -> None:
+        check_strategy(self.strategy)
+        if self.rounds < 0:
+            raise ConfigError(f"prune.rounds={self.rounds} is negative; use 0 or more")
+        if self.iterations <= 0:
+            raise ConfigError("train.duration is 0: train for at least one iteration")
+        if self.rewind_iter > self.iterations:
+            raise ConfigError(
+                f"prune.rewind ({self.rewind_iter} iterations) is later than train.duration "
+                f"({self.iterations} iterations): rewind to an earlier point"
+            )
+        if self.retrain not in RETRAIN_MODES:
+            raise ConfigError(
+                f"prune.retrain={self.retrain!r} is unknown; choose one of "
+                f"{', '.join(RETRAIN_MODES)}"
+            )
+        if self.retrain == "finetune" and self.finetune_iters <= 0:
+            raise ConfigError("prune.retrain=finetune needs prune.finetune_duration > 0it")
+
+    @property
+    def data_seed(self) -> int:
+        # The same data order in every round, as in open_lth.
+        return derive_seed(self.seed, "data")
+
+    @property
+    def init_seed(self) -> int:
+        return derive_seed(self.seed, "init")
+
+    def prune_seed(self, round_index: int) -> int:
+        return derive_seed(self.seed, "prune", round_index)
+
+
+@dataclass
+class Lottery:
+    """One IMP experiment: settings, data, how to build the model and optimizer, where to log."""
+
+    settings: LotterySettings
+    data: Dataset
+    make_model: Callable[[], nn.Module]
+    make_optimizer: OptimizerFactory
+    lr_factor: LRFactor
+    store: RunStore
+    sink: Sink
+    device: torch.device
+    progress: bool = False
+    on_round_start: Callable[[int, nn.Module, Mask], None] | None = None
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _initial_model(self) -> nn.Module:
+        torch.manual_seed(self.settings.init_seed)
+        model = self.make_model().to(self.device)
+        if self.store.init_path.exists():
+            model.load_state_dict(self.store.load_tensors(self.store.init_path))
+        else:
+            self.store.save_tensors(self.store.init_path, model.state_dict())
+        return model
+
+    def _round_start(self, k: int, model: nn.Module) -> tuple[Mask, dict[str, Any]]:
+        """Mask and (start, end, lr factor) of round k, with ``model`` set to its start state."""
+        s = self.settings
+        if k == 0:
+            return full_mask(model, s.include_bias), dict(
+                start=0, end=s.iterations, lr=self.lr_factor)
+        prev_mask = self.store.load_tensors(self.store.mask_path(k - 1))
+        check_mask(model, prev_mask, str(self.store.mask_path(k - 1)))
+        prev_final = self.store.load_tensors(self.store.final_path(k - 1))
+        rates = layer_rates(model, sorted(prev_mask), s.rates)
+        mask = prune_mask(prev_final, prev_mask, strategy=s.strategy, rates=rates,
+                          round_index=k, seed=s.prune_seed(k))
+        if s.retrain == "weight_rewind":
+            model.load_state_dict(self.store.load_tensors(self.store.rewind_path))
+            span = dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)
+        elif s.retrain == "lr_rewind":
+            model.load_state_dict(prev_final)
+            span = dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)
+        else:
+            model.load_state_dict(prev_final)
+            final_lr = constant_schedule(self.lr_factor(s.iterations - 1))
+            span = dict(start=s.iterations, end=s.iterations + s.finetune_iters, lr=final_lr)
+        apply_mask(model, mask)
+        return mask, span
+
+    def _record(self, k: int, mask: Mask, result: TrainResult, iters: int,
+                wall: float) -> dict[str, Any]:
+        kept, size = remaining(mask), total(mask)
+        record: dict[str, Any] = {
+            "round": k, "density": kept / size, "sparsity": 1 - kept / size,
+            "remaining": kept, "total": size, "test_acc": result.test_acc,
+            "test_loss": result.test_loss, "best_test_acc": result.best_test_acc,
+            "best_iter": result.best_iter, "early_stop_iter": result.early_stop_iter,
+            "early_stop_test_acc": result.early_stop_test_acc, "train_loss": result.train_loss,
+            "iterations": iters, "wall_s": round(wall, 3), "layer_density": layer_density(mask),
+        }
+        if result.val_acc is not None:
+            record.update(val_acc=result.val_acc, val_loss=result.val_loss)
+        return record
+
+    # -- the loop --------------------------------------------------------------------------
+    def run_round(self, k: int) -> dict[str, Any]:
+        """Run round ``k`` (its predecessors must be complete) and store its files."""
+        s = self.settings
+        began = time.perf_counter()
+        model = self._initial_model()
+        mask, span = self._round_start(k, model)
+        if self.on_round_start is not None:
+            self.on_round_start(k, model, mask)
+        hooks = {}
+        if k == 0:
+            hooks[s.rewind_iter] = lambda m: self.store.save_tensors(
+                self.store.rewind_path, m.state_dict())
+        optimizer = self.make_optimizer(model.parameters())
+        result = train(
+            model, self.data, optimizer, start_iter=span["start"], end_iter=span["end"],
+            batch_size=s.batch_size, seed=s.data_seed, lr_factor=span["lr"], mask=mask,
+            eval_every=s.eval_every, hooks=hooks, progress=self.progress,
+            on_eval=lambda it, point: self.sink.log_curve(k, it, point),
+            desc=f"round {k}",
+        )
+        record = self._record(k, mask, result, span["end"] - span["start"],
+                              time.perf_counter() - began)
+        self.store.save_tensors(self.store.mask_path(k), mask)
+        self.store.save_tensors(self.store.final_path(k), model.state_dict())
+        self.store.write_text(self.store.curve_path(k), json.dumps(result.evals))
+        self.store.append_metrics(record)
+        self.sink.log_round(record)
+        return record
+
+    def pending_rounds(self) -> list[int]:
+        """Rounds not yet complete, in order."""
+        done = len(self.store.read_metrics())
+        return list(range(done, self.settings.rounds + 1))
+
+    def run(self, on_round: Callable[[dict[str, Any]], None] | None = None
+            ) -> list[dict[str, Any]]:
+        """Run every pending round; returns all records, stored ones included."""
+        for k in self.pending_rounds():
+            record = self.run_round(k)
+            if on_round is not None:
+                on_round(record)
+        return self.store.read_metrics()

@@ -1,0 +1,194 @@
+"""The run store: where an experiment's files live, named in one place, written atomically.
+
+Layout of a run directory ``<output_root>/<name>/<config hash>/``::
+
+    config.yaml        the resolved config (all keys, including non-semantic ones)
+    run.json           hash, derived seeds, versions
+    metrics.jsonl      one JSON object per completed round (the completion record)
+    init.pt            state dict before any training (iteration 0)
+    rewind.pt          state dict at the rewind point of round 0
+    round_<k>/mask.pt  the round's mask (name -> bool tensor)
+    round_<k>/final.pt the round's trained state dict
+    round_<k>/curve.json the round's evaluation points (iteration, losses, accuracies)
+
+A round is complete when its line is in metrics.jsonl; that line is written last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lth.errors import CheckpointError, ConfigError
+
+# Keys that change where or how a run is logged, not what it computes: not hashed.
+NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "device", "hydra"})
+# Nested keys that do not change the result of any stored round: ``prune.rounds`` only says
+# how far to go, so raising it extends an existing run instead of starting a new one; where
+# the data files lie does not change the data.
+NON_SEMANTIC_NESTED = ("prune.rounds", "dataset.root", "dataset.download")
+# Keys added after runs were stored: dropped from the hash while they hold the value that
+# reproduces the old behaviour, so adding a key never renames existing runs.
+# Format: dotted key -> default value.
+HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {}
+
+
+def _drop(cfg: dict[str, Any], dotted: str, default: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = cfg
+    for p in parents:
+        node = node.get(p)
+        if not isinstance(node, dict):
+            return
+    if leaf in node and node[leaf] == default:
+        del node[leaf]
+
+
+def semantic_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that determines results."""
+    out = json.loads(json.dumps({k: v for k, v in cfg.items() if k not in NON_SEMANTIC_KEYS}))
+    for dotted in NON_SEMANTIC_NESTED:
+        parent, leaf = dotted.rsplit(".", 1)
+        if isinstance(out.get(parent), dict):
+            out[parent].pop(leaf, None)
+    for dotted, default in HASH_NEUTRAL_DEFAULTS.items():
+        _drop(out, dotted, default)
+    return out
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    """A 12-hex-digit digest of the semantic config (canonical JSON, sorted keys)."""
+    text = json.dumps(semantic_config(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class RunStore:
+    """Paths and atomic reads/writes of one run directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    @classmethod
+    def for_config(cls, output_root: str | Path, name: str, cfg: dict[str, Any]) -> "RunStore":
+        """The store of the experiment ``name`` with resolved config ``cfg``."""
+        if not name or "/" in name or name.startswith("."):
+            raise ConfigError(f"name={name!r} is not a valid experiment name: use letters, "
+                              "digits, '_' or '-'")
+        return cls(Path(output_root) / name / config_hash(cfg))
+
+    # -- names ---------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def info_path(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def init_path(self) -> Path:
+        return self.root / "init.pt"
+
+    @property
+    def rewind_path(self) -> Path:
+        return self.root / "rewind.pt"
+
+    def round_dir(self, k: int) -> Path:
+        return self.root / f"round_{k}"
+
+    def mask_path(self, k: int) -> Path:
+        return self.round_dir(k) / "mask.pt"
+
+    def final_path(self, k: int) -> Path:
+        return self.round_dir(k) / "final.pt"
+
+    def curve_path(self, k: int) -> Path:
+        return self.round_dir(k) / "curve.json"
+
+    # -- io --------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Create the directory; a clear error if output_root cannot be written."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write_probe"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as e:
+            raise ConfigError(
+                f"cannot write the run directory {self.root} ({e.strerror}): set output_root "
+                "to a writable location with free space"
+            ) from None
+
+    def write_text(self, path: Path, text: str) -> None:
+        _atomic_write(path, lambda f: f.write(text.encode()))
+
+    def save_tensors(self, path: Path, tensors: dict[str, torch.Tensor]) -> None:
+        """Save a flat dict of tensors (moved to CPU) atomically."""
+        cpu = {k: v.detach().cpu() for k, v in tensors.items()}
+        _atomic_write(path, lambda f: torch.save(cpu, f))
+
+    def load_tensors(self, path: Path) -> dict[str, torch.Tensor]:
+        """Load a dict of tensors with ``weights_only=True``; CheckpointError if unreadable."""
+        if not path.exists():
+            raise CheckpointError(
+                f"{path} is missing: the run directory is incomplete; delete the round's "
+                "metrics line or the run directory to redo it"
+            )
+        try:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many types for damaged files
+            raise CheckpointError(
+                f"{path} is corrupt or truncated ({type(e).__name__}); delete it and the "
+                "metrics lines of its round and later rounds to redo them"
+            ) from None
+        if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor)
+                                                 for v in data.values()):
+            raise CheckpointError(f"{path} is not a tensor dict; delete it to redo its round")
+        return data
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        """The completed rounds' records, in order."""
+        if not self.metrics_path.exists():
+            return []
+        records = []
+        for n, line in enumerate(self.metrics_path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise CheckpointError(
+                    f"{self.metrics_path} line {n} is not JSON; delete that line to redo the "
+                    "round"
+                ) from None
+        return records
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Add one round's record; the rename makes the round complete in one step."""
+        lines = [json.dumps(r, sort_keys=True) for r in self.read_metrics()]
+        lines.append(json.dumps(record, sort_keys=True))
+        self.write_text(self.metrics_path, "\n".join(lines) + "\n")

@@ -1,0 +1,28 @@
+"""Pruning: masks, scores and strategies (pure functions; they never touch a model's weights)."""
+
+from lth.pruning.mask import (
+    Mask,
+    apply_mask,
+    check_mask,
+    density,
+    full_mask,
+    layer_density,
+    output_layer_name,
+    prunable_names,
+    remaining,
+    total,
+)
+from lth.pruning.prune import (
+    STRATEGIES,
+    PruneRates,
+    check_strategy,
+    layer_rates,
+    prune_mask,
+    scheduled_remaining,
+)
+
+__all__ = [
+    "Mask", "apply_mask", "check_mask", "density", "full_mask", "layer_density",
+    "output_layer_name", "prunable_names", "remaining", "total", "STRATEGIES", "PruneRates",
+    "check_strategy", "layer_rates", "prune_mask", "scheduled_remaining",
+]

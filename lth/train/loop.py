@@ -1,0 +1,162 @@
+"""The training loop: SGD steps over in-memory batches with a mask kept applied.
+
+The loop knows nothing about pruning except that pruned weights (mask False) must stay exactly
+zero: their gradients are zeroed before each optimizer step (so momentum, weight decay and Adam
+state never build up for them) and the weights are re-masked after it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from lth.data import BatchIterator, Dataset
+from lth.errors import TrainingError
+from lth.train.evaluate import evaluate
+from lth.train.schedule import LRFactor
+
+Hook = Callable[[nn.Module], None]
+EvalCallback = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class TrainResult:
+    """What a round of training produced. Iterations count from the start of the schedule."""
+
+    end_iter: int
+    train_loss: float
+    test_acc: float
+    test_loss: float
+    best_test_acc: float
+    best_iter: int
+    early_stop_iter: int
+    early_stop_test_acc: float
+    val_acc: float | None = None
+    val_loss: float | None = None
+    evals: list[dict[str, float]] = field(default_factory=list)
+
+
+def _masked_pairs(
+    model: nn.Module, mask: Mapping[str, torch.Tensor] | None
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    if not mask:
+        return [], []
+    params = dict(model.named_parameters())
+    names = sorted(mask)
+    # Float copies of the masks, so each step is one fused multiply per list.
+    return ([params[n] for n in names],
+            [mask[n].to(device=params[n].device, dtype=params[n].dtype) for n in names])
+
+
+def _eval_point(model: nn.Module, data: Dataset, it: int, train_loss: float) -> dict[str, float]:
+    test_loss, test_acc = evaluate(model, data.x_test, data.y_test)
+    point = {"iter": it, "train/loss": train_loss, "test/loss": test_loss, "test/acc": test_acc}
+    if data.x_val is not None and data.y_val is not None:
+        point["val/loss"], point["val/acc"] = evaluate(model, data.x_val, data.y_val)
+    return point
+
+
+def _summarise(evals: list[dict[str, float]], end_iter: int, train_loss: float) -> TrainResult:
+    last = evals[-1]
+    best = max(evals, key=lambda p: p["test/acc"])
+    # Early stopping as in Frankle & Carbin: the iteration of minimum validation loss (test loss
+    # when no validation split is held out).
+    stop_key = "val/loss" if "val/loss" in last else "test/loss"
+    stop = min(evals, key=lambda p: p[stop_key])
+    return TrainResult(
+        end_iter=end_iter, train_loss=train_loss, test_acc=last["test/acc"],
+        test_loss=last["test/loss"], best_test_acc=best["test/acc"], best_iter=int(best["iter"]),
+        early_stop_iter=int(stop["iter"]), early_stop_test_acc=stop["test/acc"],
+        val_acc=last.get("val/acc"), val_loss=last.get("val/loss"), evals=evals,
+    )
+
+
+def train(
+    model: nn.Module,
+    data: Dataset,
+    optimizer: torch.optim.Optimizer,
+    *,
+    start_iter: int,
+    end_iter: int,
+    batch_size: int,
+    seed: int,
+    lr_factor: LRFactor,
+    mask: Mapping[str, torch.Tensor] | None = None,
+    eval_every: int = 0,
+    hooks: Mapping[int, Hook] | None = None,
+    on_eval: EvalCallback | None = None,
+    progress: bool = False,
+    desc: str = "train",
+) -> TrainResult:
+    """Train ``model`` from iteration ``start_iter`` to ``end_iter`` (exclusive) in place.
+
+    Batch ``it`` is ``BatchIterator(seed).batch(it)`` and its learning rate is the optimizer's
+    initial rate times ``lr_factor(it)``, so any span of a schedule can be replayed exactly.
+    ``hooks[it](model)`` runs when ``it`` iterations are done (before iteration ``it``).
+    Evaluation runs at ``start_iter``, every ``eval_every`` iterations (0: never in between)
+    and at ``end_iter``. Raises TrainingError on a non-finite training loss.
+    """
+    hooks = dict(hooks or {})
+    batches = BatchIterator(data.x_train, data.y_train, batch_size, seed, augment=data.augment)
+    params, masks = _masked_pairs(model, mask)
+    base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+    for group, lr in zip(optimizer.param_groups, base_lrs):
+        group["initial_lr"] = lr
+    model.train()
+    loss_sum = torch.zeros((), device=data.x_train.device)
+    steps = 0
+    evals: list[dict[str, float]] = []
+    last_loss = math.nan
+
+    def record(it: int) -> None:
+        nonlocal loss_sum, steps, last_loss
+        if steps:
+            last_loss = float(loss_sum) / steps
+            if not math.isfinite(last_loss):
+                raise TrainingError(
+                    f"training loss became {last_loss} before iteration {it} ({desc}): lower "
+                    "optimizer.lr or check the data; completed rounds are kept"
+                )
+        loss_sum.zero_()
+        steps = 0
+        point = _eval_point(model, data, it, last_loss)
+        evals.append(point)
+        if on_eval is not None:
+            on_eval(it, point)
+
+    bar = tqdm(total=end_iter - start_iter, desc=desc, disable=not progress, leave=False,
+               mininterval=0.5, dynamic_ncols=True)
+    for it in range(start_iter, end_iter):
+        if it in hooks:
+            hooks.pop(it)(model)
+        if it == start_iter or (eval_every and it % eval_every == 0):
+            record(it)
+        x, y = batches.batch(it)
+        factor = lr_factor(it)
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr * factor
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if params:
+            grads = [p.grad for p in params if p.grad is not None]
+            if len(grads) == len(params):
+                torch._foreach_mul_(grads, masks)
+        optimizer.step()
+        if params:
+            with torch.no_grad():
+                torch._foreach_mul_(params, masks)
+        loss_sum += loss.detach()
+        steps += 1
+        bar.update(1)
+    bar.close()
+    if end_iter in hooks:
+        hooks.pop(end_iter)(model)
+    record(end_iter)
+    return _summarise(evals, end_iter, last_loss)
