@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+
 import hydra
 from omegaconf import DictConfig, OmegaConf
 

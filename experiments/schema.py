@@ -7,7 +7,7 @@ not an hour into a run. Units are in the field comments.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
@@ -25,10 +25,11 @@ class TrainSchema:
 
 @dataclass
 class PruneSchema:
-    strategy: str = "magnitude_global"   # magnitude_global | magnitude_layerwise | random | random_global
+    # magnitude_global | magnitude_layerwise | random | random_global
+    strategy: str = "magnitude_global"
     fraction: float = 0.2                # share of the *remaining* weights removed per round
-    conv_fraction: Optional[float] = None    # rate for conv layers (None: fraction)
-    output_fraction: Optional[float] = None  # rate for the output layer (None: fraction; 0: dense)
+    conv_fraction: float | None = None    # rate for conv layers (None: fraction)
+    output_fraction: float | None = None  # rate for the output layer (None: fraction; 0: dense)
     rounds: int = 10                     # pruning rounds after the dense round 0
     rewind: str = "0it"                  # "0it": original init; "<N>it"/"<N>ep": late rewinding
     retrain: str = "weight_rewind"       # weight_rewind | lr_rewind | finetune
@@ -38,13 +39,14 @@ class PruneSchema:
 
 @dataclass
 class DatasetSchema:
-    name: str = MISSING               # mnist1d | digits | mnist | fashion_mnist | cifar10 | cifar100
-    root: Optional[str] = None        # directory holding torchvision-format files
+    # mnist1d | digits | mnist | fashion_mnist | cifar10 | cifar100
+    name: str = MISSING
+    root: str | None = None        # directory holding torchvision-format files
     download: bool = False            # let torchvision download into root (needs internet)
     val_size: int = 0                 # training samples held out for validation
     split_seed: int = 0               # seed of the validation hold-out (fixed across run seeds)
-    num_samples: Optional[int] = None  # mnist1d: total samples generated (None: package default)
-    augment: Optional[bool] = None    # flip + pad-crop per batch (None: on for CIFAR only)
+    num_samples: int | None = None  # mnist1d: total samples generated (None: package default)
+    augment: bool | None = None    # flip + pad-crop per batch (None: on for CIFAR only)
 
 
 @dataclass
@@ -71,9 +73,9 @@ class AdamSchema:
 class WandbSchema:
     mode: str = "offline"             # offline | online | disabled
     project: str = "lth"
-    entity: Optional[str] = None
+    entity: str | None = None
     tags: list[str] = field(default_factory=list)
-    dir: Optional[str] = None         # where wandb/ is written (None: output_root)
+    dir: str | None = None         # where wandb/ is written (None: output_root)
 
 
 @dataclass

@@ -109,7 +109,8 @@ def test_raising_rounds_extends_the_same_run(first_run, tmp_path: Path) -> None:
     (["dataset=mnist", "dataset.root=/nonexistent/data", "dataset.num_samples=null"],
      "dataset.download=true"),
     (["model=lenet5"], "LeNet5 needs an image input_shape"),
-    (["model=cnn1d", "dataset=digits", "dataset.num_samples=null"], "CNN1D needs input_shape (C, L)"),
+    (["model=cnn1d", "dataset=digits", "dataset.num_samples=null"],
+     "CNN1D needs input_shape (C, L)"),
 ])
 def test_bad_input_gives_one_line_and_nonzero_exit(tmp_path: Path, overrides: list[str],
                                                    message: str) -> None:

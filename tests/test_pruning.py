@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from lth.errors import ConfigError
+from lth.errors import CheckpointError, ConfigError
 from lth.pruning import (
     PruneRates,
     apply_mask,
@@ -19,7 +19,6 @@ from lth.pruning import (
     remaining,
     scheduled_remaining,
 )
-from lth.errors import CheckpointError
 from tests.conftest import TinyMLP
 
 

@@ -89,7 +89,7 @@ class RunStore:
         self.root = Path(root)
 
     @classmethod
-    def for_config(cls, output_root: str | Path, name: str, cfg: dict[str, Any]) -> "RunStore":
+    def for_config(cls, output_root: str | Path, name: str, cfg: dict[str, Any]) -> RunStore:
         """The store of the experiment ``name`` with resolved config ``cfg``."""
         if not name or "/" in name or name.startswith("."):
             raise ConfigError(f"name={name!r} is not a valid experiment name: use letters, "
