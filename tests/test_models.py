@@ -19,19 +19,8 @@ from lth.models import (
     build_model,
     count_parameters,
 )
-
-PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Linear)
-
-
-def prunable_weight_names(model: nn.Module) -> list[str]:
-    """The convention lth.pruning relies on: every conv / linear `.weight` is prunable."""
-    return [f"{n}.weight" for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
-
-
-def output_layer_name(model: nn.Module) -> str:
-    """The convention lth.pruning relies on: the last nn.Linear is the output layer."""
-    return [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][-1]
-
+from lth.pruning import output_layer_name
+from lth.pruning import prunable_names as prunable_weight_names
 
 NUM_CLASSES = 7  # not 10, so a hard-coded output size would show
 
@@ -68,7 +57,7 @@ def test_forward_shape_and_output_layer(name, kw, shape, out_name):
     model = _build(name, kw, shape)
     logits = model(torch.randn(2, *shape))
     assert logits.shape == (2, NUM_CLASSES)
-    assert output_layer_name(model) == out_name
+    assert output_layer_name(model) == f"{out_name}.weight"
     last_linear = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     assert last_linear is model.get_submodule(out_name)
     assert last_linear.out_features == NUM_CLASSES
