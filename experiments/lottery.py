@@ -19,6 +19,7 @@ from experiments.common import (
     optimizer_factory,
     report_errors,
     resolve_device,
+    run_cli,
     to_dict,
     versions,
 )
@@ -123,4 +124,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
