@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -17,13 +18,15 @@ from torch import nn
 
 import lth.lottery.driver as driver_module
 import lth.lottery.store as store_module
-from lth.errors import CheckpointError, LockError, StorageError, TrainingError
+from lth.data import load_dataset
+from lth.errors import CheckpointError, DataError, LockError, StorageError, TrainingError
 from lth.lottery import Lottery, LotterySettings, RunStore, checkpoint
 from lth.lottery.lock import RunLock
 from lth.pruning import PruneRates
 from lth.tracking import NullSink
 from lth.train import step_schedule
 from tests.conftest import ROOT, TinyMLP, make_blobs
+from tests.datafiles import make_cifar10
 
 
 class DropoutMLP(TinyMLP):
@@ -325,6 +328,28 @@ def test_the_scan_catches_unsafe_loads() -> None:
             "yaml.load(text, Loader=yaml.SafeLoader)", "np.load(f, allow_pickle=False)"]
     for sample in safe:
         assert not unsafe_calls(sample), sample
+
+
+class _Doctored:
+    """Unpickling this with the stock pickle module would create ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_doctored_cifar_file_cannot_run_code(tmp_path: Path) -> None:
+    """CIFAR's python batches are pickles by format: only arrays, lists and strings load."""
+    make_cifar10(tmp_path)
+    marker = tmp_path / "code_ran"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps({"data": _Doctored(marker), "labels": [0]}))
+    with pytest.raises(DataError, match=r"CIFAR-10 file .* is corrupt \(pathlib.*Path.touch is "
+                                        r"not allowed in a dataset file\)"):
+        load_dataset("cifar10", root=str(tmp_path))
+    assert not marker.exists()
 
 
 def test_metrics_lines_are_plain_json(tmp_path: Path) -> None:
