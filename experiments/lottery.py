@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -18,12 +19,14 @@ from experiments.common import (
     optimizer_factory,
     report_errors,
     resolve_device,
+    run_cli,
     to_dict,
     versions,
 )
 from experiments.schema import register
 from lth.errors import ConfigError
 from lth.lottery import Lottery, LotterySettings, RunStore
+from lth.lottery.lock import RunLock
 from lth.lottery.table import format_header, format_row
 from lth.pruning import PruneRates
 from lth.tracking import open_wandb
@@ -46,6 +49,7 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
         rates=PruneRates(p.fraction, p.conv_fraction, p.output_fraction),
         retrain=p.retrain, finetune_iters=it("prune.finetune_duration", p.finetune_duration),
         eval_every=it("train.eval_every", t.eval_every), include_bias=p.prune_bias,
+        checkpoint_every=it("train.checkpoint_every", t.checkpoint_every),
     )
 
 
@@ -67,7 +71,19 @@ def run(cfg: DictConfig) -> RunStore:
     lr_factor = step_schedule(milestones, t.gamma, parse_duration(t.warmup, ipe, "train.warmup"))
     make_model = model_factory(cfg, data)
     store = RunStore.for_config(cfg.output_root, cfg.name, resolved)
+    lottery = Lottery(settings, data, make_model, optimizer_factory(cfg), lr_factor, store,
+                      sink=None, device=device, progress=cfg.progress)  # type: ignore[arg-type]
     store.prepare()
+    # One process per run directory; a second one stops here with a message.
+    with RunLock(store.lock_path):
+        store.remove_temporaries()
+        _run_locked(cfg, resolved, lottery)
+    return store
+
+
+def _run_locked(cfg: DictConfig, resolved: dict[str, Any], lottery: Lottery) -> None:
+    """The part of ``run`` that writes to the run directory: only with its lock held."""
+    store, settings = lottery.store, lottery.settings
     if not store.config_path.exists():
         store.write_text(store.config_path, OmegaConf.to_yaml(cfg, resolve=True))
         store.write_text(store.info_path, json.dumps({
@@ -75,8 +91,6 @@ def run(cfg: DictConfig) -> RunStore:
             "seeds": {"init": settings.init_seed, "data": settings.data_seed,
                       "prune": "derive_seed(seed, 'prune', round)"},
         }, indent=2))
-    lottery = Lottery(settings, data, make_model, optimizer_factory(cfg), lr_factor, store,
-                      sink=None, device=device, progress=cfg.progress)  # type: ignore[arg-type]
     pending = lottery.pending_rounds()
     stored = store.read_metrics()
     print(format_header())
@@ -84,7 +98,7 @@ def run(cfg: DictConfig) -> RunStore:
         print(format_row(record, note="stored"))
     if not pending:
         print(f"all {settings.rounds + 1} rounds are complete; nothing to train")
-        return store
+        return
     lottery.sink = open_wandb(
         mode=cfg.wandb.mode, project=cfg.wandb.project, group=cfg.name,
         name=f"{cfg.name}-{store.root.name}-s{cfg.seed}", run_id=f"{cfg.name}-{store.root.name}",
@@ -99,7 +113,6 @@ def run(cfg: DictConfig) -> RunStore:
         lottery.run(on_round=lambda r: print(format_row(r), flush=True))
     finally:
         lottery.sink.close()
-    return store
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -111,4 +124,4 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

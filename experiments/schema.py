@@ -21,6 +21,8 @@ class TrainSchema:
     milestones: list[str] = field(default_factory=list)  # durations where lr *= gamma
     gamma: float = 0.1                # lr decay factor at each milestone
     warmup: str = "0it"               # linear warmup duration
+    # mid-round checkpoint interval (duration; "0it" = only the round's end); not hashed
+    checkpoint_every: str = "500it"
 
 
 @dataclass

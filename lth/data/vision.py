@@ -9,15 +9,54 @@ from __future__ import annotations
 
 import os
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import IO, Any, ClassVar
 
 import numpy as np
 import torch
+import torchvision.datasets.cifar as tv_cifar
 from torchvision import datasets as tvd
 
 from lth.data.dataset import Dataset, normalize_
 from lth.errors import DataError
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles CIFAR's python batches (dicts of numpy arrays, lists and strings) and nothing
+    else: any other global is refused, so a doctored dataset file cannot run code."""
+
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a dataset file")
+        return super().find_class(module, name)
+
+
+class _SafePickle:
+    """Stands in for the ``pickle`` module inside torchvision's CIFAR reader."""
+
+    UnpicklingError = pickle.UnpicklingError
+
+    @staticmethod
+    def load(file: IO[bytes], *, encoding: str = "ASCII") -> Any:
+        return _ArraysOnly(file, encoding=encoding).load()
+
+
+@contextmanager
+def _safe_cifar_unpickling() -> Iterator[None]:
+    saved = tv_cifar.pickle
+    tv_cifar.pickle = _SafePickle  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        tv_cifar.pickle = saved
 
 
 class _LocalCIFAR10(tvd.CIFAR10):
@@ -137,7 +176,8 @@ def _open(spec: _Spec, root: str, train: bool, download: bool) -> tvd.VisionData
     """Construct the torchvision dataset, turning its failures into one-line DataErrors."""
     cls = spec.stock if download else spec.local
     try:
-        return cls(root, train=train, download=download)
+        with _safe_cifar_unpickling():
+            return cls(root, train=train, download=download)
     except _FAILURES as err:
         # torchvision raises RuntimeError both for missing and for malformed files, so
         # tell them apart by looking at the disk.

@@ -16,13 +16,16 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from lth.data import Dataset
-from lth.errors import ConfigError
+from lth.errors import CheckpointError, ConfigError
+from lth.lottery import checkpoint
+from lth.lottery.faults import kill_point
 from lth.lottery.seeds import derive_seed
 from lth.lottery.store import RunStore
 from lth.pruning import (
@@ -39,7 +42,7 @@ from lth.pruning import (
     total,
 )
 from lth.tracking import Sink
-from lth.train import TrainResult, constant_schedule, train
+from lth.train import TrainResult, TrainState, constant_schedule, train
 from lth.train.schedule import LRFactor
 
 RETRAIN_MODES = ("weight_rewind", "lr_rewind", "finetune")
@@ -61,6 +64,7 @@ class LotterySettings:
     finetune_iters: int = 0
     eval_every: int = 0
     include_bias: bool = False
+    checkpoint_every: int = 0  # iterations between mid-round checkpoints (0: none)
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
@@ -110,14 +114,41 @@ class Lottery:
     on_round_start: Callable[[int, nn.Module, Mask], None] | None = None
 
     # -- helpers ---------------------------------------------------------------------------
+    def _load_state(self, model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
+        """The tensors of ``path``, checked to fit ``model`` name by name and shape by shape."""
+        state = self.store.load_tensors(path)
+        expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
+        if {n: tuple(t.shape) for n, t in state.items()} != expected:
+            odd = sorted(set(state).symmetric_difference(expected)) or sorted(
+                n for n in state if tuple(state[n].shape) != expected[n])
+            raise CheckpointError(
+                f"{path} does not match the model (layers {', '.join(odd[:3])} differ): it was "
+                "made for another model; delete the run directory or choose the matching model")
+        return state
+
     def _initial_model(self) -> nn.Module:
         torch.manual_seed(self.settings.init_seed)
         model = self.make_model().to(self.device)
         if self.store.init_path.exists():
-            model.load_state_dict(self.store.load_tensors(self.store.init_path))
+            model.load_state_dict(self._load_state(model, self.store.init_path))
         else:
             self.store.save_tensors(self.store.init_path, model.state_dict())
         return model
+
+    def _resume(self, k: int, span: dict[str, Any], model: nn.Module,
+                optimizer: torch.optim.Optimizer) -> tuple[TrainState | None, float]:
+        """Restore round ``k``'s checkpoint, if there is one: (loop state, wall time so far)."""
+        path = self.store.checkpoint_path(k)
+        if not path.exists():
+            return None, 0.0
+        ckpt = self.store.load(path, f"delete it to restart round {k} from its beginning")
+        return checkpoint.unpack(ckpt, path, k, (span["start"], span["end"]), model, optimizer)
+
+    def _checkpoint(self, k: int, span: dict[str, Any], state: TrainState, model: nn.Module,
+                    optimizer: torch.optim.Optimizer, wall_s: float) -> None:
+        self.store.save(self.store.checkpoint_path(k), checkpoint.pack(
+            k, (span["start"], span["end"]), state, model, optimizer, wall_s))
+        kill_point(f"checkpoint:{k}:{state.it}")
 
     def _round_start(self, k: int, model: nn.Module) -> tuple[Mask, dict[str, Any]]:
         """Mask and (start, end, lr factor) of round k, with ``model`` set to its start state."""
@@ -127,12 +158,12 @@ class Lottery:
                 start=0, end=s.iterations, lr=self.lr_factor)
         prev_mask = self.store.load_tensors(self.store.mask_path(k - 1))
         check_mask(model, prev_mask, str(self.store.mask_path(k - 1)))
-        prev_final = self.store.load_tensors(self.store.final_path(k - 1))
+        prev_final = self._load_state(model, self.store.final_path(k - 1))
         rates = layer_rates(model, sorted(prev_mask), s.rates)
         mask = prune_mask(prev_final, prev_mask, strategy=s.strategy, rates=rates,
                           round_index=k, seed=s.prune_seed(k))
         if s.retrain == "weight_rewind":
-            model.load_state_dict(self.store.load_tensors(self.store.rewind_path))
+            model.load_state_dict(self._load_state(model, self.store.rewind_path))
             span = dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)
         elif s.retrain == "lr_rewind":
             model.load_state_dict(prev_final)
@@ -173,19 +204,23 @@ class Lottery:
             hooks[s.rewind_iter] = lambda m: self.store.save_tensors(
                 self.store.rewind_path, m.state_dict())
         optimizer = self.make_optimizer(model.parameters())
+        resume, spent = self._resume(k, span, model, optimizer)
         result = train(
             model, self.data, optimizer, start_iter=span["start"], end_iter=span["end"],
             batch_size=s.batch_size, seed=s.data_seed, lr_factor=span["lr"], mask=mask,
             eval_every=s.eval_every, hooks=hooks, progress=self.progress,
             on_eval=lambda it, point: self.sink.log_curve(k, it, point),
-            desc=f"round {k}",
+            desc=f"round {k}", checkpoint_every=s.checkpoint_every, resume=resume,
+            on_checkpoint=lambda state: self._checkpoint(
+                k, span, state, model, optimizer, spent + time.perf_counter() - began),
         )
         record = self._record(k, mask, result, span["end"] - span["start"],
-                              time.perf_counter() - began)
+                              spent + time.perf_counter() - began)
         self.store.save_tensors(self.store.mask_path(k), mask)
         self.store.save_tensors(self.store.final_path(k), model.state_dict())
         self.store.write_text(self.store.curve_path(k), json.dumps(result.evals))
         self.store.append_metrics(record)
+        self.store.remove(self.store.checkpoint_path(k))
         self.sink.log_round(record)
         return record
 
@@ -197,6 +232,10 @@ class Lottery:
     def run(self, on_round: Callable[[dict[str, Any]], None] | None = None
             ) -> list[dict[str, Any]]:
         """Run every pending round; returns all records, stored ones included."""
+        for k in range(len(self.store.read_metrics())):
+            # A kill between a round's metrics line and its checkpoint's removal leaves one.
+            if self.store.checkpoint_path(k).exists():
+                self.store.remove(self.store.checkpoint_path(k))
         for k in self.pending_rounds():
             record = self.run_round(k)
             if on_round is not None:

@@ -26,6 +26,26 @@ EvalCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass
+class TrainState:
+    """The loop's own state when ``it`` iterations are done and nothing of iteration ``it`` has
+    run yet (no hook, no evaluation). With the model, optimizer and RNG states (saved by the
+    caller) it lets ``train(resume=...)`` continue bit-identically.
+
+    ``loss_sum`` (0-d float32) and ``steps`` accumulate the training loss since the last
+    evaluation; ``last_loss`` is the mean reported at that evaluation.
+    """
+
+    it: int
+    loss_sum: torch.Tensor
+    steps: int
+    last_loss: float
+    evals: list[dict[str, float]]
+
+
+CheckpointCallback = Callable[[TrainState], None]
+
+
+@dataclass
 class TrainResult:
     """What a round of training produced. Iterations count from the start of the schedule."""
 
@@ -93,6 +113,9 @@ def train(
     on_eval: EvalCallback | None = None,
     progress: bool = False,
     desc: str = "train",
+    checkpoint_every: int = 0,
+    on_checkpoint: CheckpointCallback | None = None,
+    resume: TrainState | None = None,
 ) -> TrainResult:
     """Train ``model`` from iteration ``start_iter`` to ``end_iter`` (exclusive) in place.
 
@@ -101,6 +124,9 @@ def train(
     ``hooks[it](model)`` runs when ``it`` iterations are done (before iteration ``it``).
     Evaluation runs at ``start_iter``, every ``eval_every`` iterations (0: never in between)
     and at ``end_iter``. Raises TrainingError on a non-finite training loss.
+    ``on_checkpoint(state)`` runs every ``checkpoint_every`` iterations (0: never) strictly
+    between the first and the last iteration; ``resume`` continues from such a state (the
+    caller restores model, optimizer and RNG states first).
     """
     hooks = dict(hooks or {})
     batches = BatchIterator(data.x_train, data.y_train, batch_size, seed, augment=data.augment)
@@ -113,6 +139,12 @@ def train(
     steps = 0
     evals: list[dict[str, float]] = []
     last_loss = math.nan
+    first = start_iter
+    if resume is not None:
+        first, steps, last_loss = resume.it, resume.steps, resume.last_loss
+        loss_sum.copy_(resume.loss_sum)
+        evals = list(resume.evals)
+    save_every = checkpoint_every if on_checkpoint is not None else 0
 
     def record(it: int) -> None:
         nonlocal loss_sum, steps, last_loss
@@ -130,9 +162,11 @@ def train(
         if on_eval is not None:
             on_eval(it, point)
 
-    bar = tqdm(total=end_iter - start_iter, desc=desc, disable=not progress, leave=False,
+    bar = tqdm(total=end_iter - first, desc=desc, disable=not progress, leave=False,
                mininterval=0.5, dynamic_ncols=True)
-    for it in range(start_iter, end_iter):
+    for it in range(first, end_iter):
+        if save_every and it % save_every == 0 and it != first:
+            on_checkpoint(TrainState(it, loss_sum.clone(), steps, last_loss, list(evals)))
         if it in hooks:
             hooks.pop(it)(model)
         if it == start_iter or (eval_every and it % eval_every == 0):
