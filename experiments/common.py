@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from lth.data import Dataset, load_dataset
 from lth.errors import ConfigError, LthError
+from lth.train.optim import prefer_fused
 
 
 def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
@@ -98,7 +99,7 @@ def optimizer_factory(cfg: DictConfig) -> Callable[..., torch.optim.Optimizer]:
     """The partial optimizer of ``cfg.optimizer`` (call it with parameters)."""
     if cfg.optimizer.lr <= 0:
         raise ConfigError(f"optimizer.lr={cfg.optimizer.lr} must be positive")
-    return instantiate(cfg.optimizer)
+    return prefer_fused(instantiate(cfg.optimizer))
 
 
 def versions() -> dict[str, str]:
