@@ -8,32 +8,28 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.common import (
-    load_data,
-    model_factory,
-    optimizer_factory,
-    report_errors,
-    resolve_device,
-    to_dict,
-    versions,
-)
+from experiments.errors import report_errors
 from experiments.schema import register
-from lth.errors import ConfigError
-from lth.lottery import Lottery, LotterySettings, RunStore
-from lth.lottery.table import format_header, format_row
-from lth.pruning import PruneRates
-from lth.tracking import open_wandb
-from lth.train import parse_duration, step_schedule
 
+if TYPE_CHECKING:
+    from lth.lottery import LotterySettings, RunStore
+
+# torch and lth are imported where they are used: `--help` and composing a config
+# (`--cfg job`) then take Hydra's time alone, not torch's.
 register()
 
 
 def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
     """The loop's settings, with every duration turned into iterations."""
+    from lth.lottery import LotterySettings
+    from lth.pruning import PruneRates
+    from lth.train import parse_duration
+
     t, p = cfg.train, cfg.prune
 
     def it(key: str, value: str) -> int:
@@ -51,6 +47,21 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
 
 def run(cfg: DictConfig) -> RunStore:
     """Run (or resume) the experiment of ``cfg``; returns its store."""
+    from experiments.common import (
+        load_data,
+        model_factory,
+        optimizer_factory,
+        resolve_device,
+        to_dict,
+        versions,
+    )
+    from lth.errors import ConfigError
+    from lth.lottery import Lottery, RunStore
+    from lth.lottery.table import format_header, format_row
+    from lth.pruning import PruneRates
+    from lth.tracking import open_wandb
+    from lth.train import parse_duration, step_schedule
+
     resolved = to_dict(cfg)
     device = resolve_device(cfg.device)
     # Validate the cheap parts before loading data.
