@@ -1,0 +1,106 @@
+"""replicas: K seeds trained together match K single runs; masks hold; unsupported is refused."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+import torch
+from torch import nn
+
+from lth.data import BatchIterator, Dataset, StackedBatches
+from lth.errors import ConfigError
+from lth.models import CNN1D, MLP, ResNetCIFAR
+from lth.pruning import full_mask
+from lth.train import train
+from lth.train.replicas import check_replicable, train_replicas
+from tests.conftest import make_blobs
+
+SEEDS = [11, 12, 13]
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_stacked_batches_are_the_single_iterators_batches(augment: bool) -> None:
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(50, 2, 6, 6, generator=g), torch.arange(50)
+    stacked = StackedBatches(x, y, 8, SEEDS, augment=augment)
+    singles = [BatchIterator(x, y, 8, s, augment=augment) for s in SEEDS]
+    for it in (0, 1, 5, 6, 7, 20):
+        xs, ys = stacked.batch(it)
+        assert xs.shape == (3, 8, 2, 6, 6) and ys.shape == (24,)
+        for k, single in enumerate(singles):
+            xb, yb = single.batch(it)
+            assert torch.equal(xs[k], xb) and torch.equal(ys[8 * k: 8 * k + 8], yb)
+
+
+def sparse_masks(model: nn.Module) -> list[dict[str, torch.Tensor]]:
+    out = []
+    for k in range(len(SEEDS)):
+        g = torch.Generator().manual_seed(100 + k)
+        out.append({n: torch.rand(m.shape, generator=g) < 0.4 for n, m in
+                    full_mask(model).items()})
+    return out
+
+
+def blobs_1d() -> Dataset:
+    d = make_blobs(n_train=192, n_test=64, dim=24, val=32)
+    shape = lambda t: t.view(t.shape[0], 1, 24)  # noqa: E731 - (C, L) for CNN1D
+    return Dataset("blobs1d", shape(d.x_train), d.y_train, shape(d.x_test), d.y_test, 4,
+                   x_val=shape(d.x_val), y_val=d.y_val)
+
+
+MODELS = {
+    "mlp": lambda: MLP((1, 24), 4, hidden=(32, 16)),  # the baddbmm fast path
+    "cnn1d": lambda: CNN1D((1, 24), 4, channels=(6, 8)),  # the generic vmap path
+}
+OPTIMIZERS = {
+    "adam": functools.partial(torch.optim.Adam, lr=1e-2, weight_decay=1e-3, fused=True),
+    "sgd": functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9, nesterov=True,
+                             weight_decay=1e-3),
+}
+
+
+@pytest.mark.parametrize("model_name", sorted(MODELS))
+@pytest.mark.parametrize("opt_name", sorted(OPTIMIZERS))
+def test_replicas_match_single_runs(model_name: str, opt_name: str) -> None:
+    data, make, opt = blobs_1d(), MODELS[model_name], OPTIMIZERS[opt_name]
+
+    def fresh(k: int) -> nn.Module:
+        torch.manual_seed(k)
+        return make()
+
+    masks = sparse_masks(fresh(0))
+    kw = dict(start_iter=0, end_iter=30, batch_size=32, lr_factor=lambda it: 0.5 ** (it // 20),
+              eval_every=10)
+    singles = []
+    for k, seed in enumerate(SEEDS):
+        model = fresh(k)
+        singles.append((model, train(model, data, opt(model.parameters()), seed=seed,
+                                     mask=masks[k], **kw)))
+    models = [fresh(k) for k in range(len(SEEDS))]
+    seen: list[int] = []
+    results = train_replicas(models, data, opt, seeds=SEEDS, masks=masks,
+                             hooks={5: lambda ms: seen.append(len(ms))}, **kw)
+    assert seen == [3]
+    for k, (model, single) in enumerate(singles):
+        for (n, p), q in zip(model.named_parameters(), models[k].parameters()):
+            # Only float reassociation in the batched kernels separates them.
+            assert torch.allclose(p, q, rtol=1e-4, atol=1e-5), (k, n)
+            if n in masks[k]:
+                assert bool((q[~masks[k][n]] == 0).all()), f"pruned weights of {n} moved"
+        got = results[k]
+        assert [p["iter"] for p in got.evals] == [p["iter"] for p in single.evals]
+        assert got.test_acc == pytest.approx(single.test_acc, abs=1 / 64 + 1e-9)
+        assert got.train_loss == pytest.approx(single.train_loss, rel=1e-3)
+        assert got.val_acc is not None
+
+
+def test_replicas_refuse_batchnorm_models_and_other_optimizers() -> None:
+    with pytest.raises(ConfigError, match="replicas > 1 supports models without BatchNorm"):
+        check_replicable(ResNetCIFAR((3, 8, 8), 10, depth=8))
+    data = make_blobs(dim=20)
+    models = [MLP((20,), 4, hidden=(8,)) for _ in range(2)]
+    with pytest.raises(ConfigError, match="SGD, Adam and AdamW"):
+        train_replicas(models, data, functools.partial(torch.optim.RMSprop, lr=0.1),
+                       start_iter=0, end_iter=2, batch_size=8, seeds=[0, 1],
+                       lr_factor=lambda it: 1.0)
