@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import functools
+import subprocess
 
 import pytest
 import torch
 from torch import nn
 
+from experiments.common import to_dict
 from lth.data import BatchIterator, Dataset, StackedBatches
 from lth.errors import ConfigError
+from lth.lottery import Lottery, LotterySettings, ReplicaLottery, RunStore, config_hash
 from lth.models import CNN1D, MLP, ResNetCIFAR
-from lth.pruning import full_mask
-from lth.train import train
+from lth.pruning import PruneRates, full_mask
+from lth.tracking import NullSink
+from lth.train import step_schedule, train
 from lth.train.replicas import check_replicable, train_replicas
-from tests.conftest import make_blobs
+from tests.conftest import PYTHON, cli_env, make_blobs
+from tests.test_config import compose_with
 
 SEEDS = [11, 12, 13]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models: a second intra-op thread only adds waits, badly so on a shared CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("augment", [False, True])
@@ -109,11 +123,6 @@ def test_replicas_refuse_batchnorm_models_and_other_optimizers() -> None:
 # --- the multi-seed lottery -------------------------------------------------------------------
 
 def lottery_for(root, seed: int, make_model, rounds: int = 1):
-    from lth.lottery import Lottery, LotterySettings, RunStore
-    from lth.pruning import PruneRates
-    from lth.tracking import NullSink
-    from lth.train import step_schedule
-
     settings = LotterySettings(seed=seed, rounds=rounds, iterations=60, batch_size=32,
                                rewind_iter=10, strategy="magnitude_global",
                                rates=PruneRates(0.5), eval_every=20)
@@ -131,8 +140,6 @@ LOTTERY_MODELS = {"lth_mlp": lambda: MLP((20,), 4, hidden=(48, 24)),
 
 @pytest.mark.parametrize("model_name", sorted(LOTTERY_MODELS))
 def test_replica_lottery_matches_single_seed_lotteries(tmp_path, model_name: str) -> None:
-    from lth.lottery import ReplicaLottery
-
     make = LOTTERY_MODELS[model_name]
     seeds = [3, 4, 5]
     singles = [lottery_for(tmp_path / "single", s, make) for s in seeds]
@@ -164,8 +171,6 @@ def test_replica_lottery_matches_single_seed_lotteries(tmp_path, model_name: str
 
 
 def test_replica_lottery_runs_only_what_each_seed_lacks(tmp_path) -> None:
-    from lth.lottery import ReplicaLottery
-
     make = LOTTERY_MODELS["lth_mlp"]
     lottery_for(tmp_path, 1, make, rounds=1).run()  # seed 1 has rounds 0 and 1 already
     group = ReplicaLottery([lottery_for(tmp_path, s, make, rounds=1) for s in (0, 1)])
@@ -173,3 +178,39 @@ def test_replica_lottery_runs_only_what_each_seed_lacks(tmp_path) -> None:
     group.run(on_round=lambda i, r: ran.append((i, r["round"])))
     assert ran == [(0, 0), (0, 1)]
     assert group.pending_rounds() == []
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+def test_cli_replicas_write_the_single_seed_run_directories(tmp_path) -> None:
+    tiny = ["train.duration=60it", "train.eval_every=30it", "prune.rounds=1",
+            "dataset.num_samples=600", "dataset.val_size=100", "progress=false",
+            "wandb.mode=disabled", f"output_root={tmp_path / 'runs'}"]
+
+    def cli(*overrides: str) -> list[str]:
+        out = subprocess.run([PYTHON, "-m", "experiments.lottery", *tiny, *overrides],
+                             cwd=tmp_path, env={**cli_env(tmp_path), "OMP_NUM_THREADS": "1"},
+                             capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return [ln.removeprefix("run directory: ") for ln in out.stdout.splitlines()
+                if ln.startswith("run directory: ")]
+
+    group = cli("seed=3", "replicas=2")
+    expected = [config_hash(to_dict(compose_with([*tiny, f"seed={s}"]))) for s in (3, 4)]
+    assert [p.rsplit("/", 1)[1] for p in group] == expected
+    single = cli("seed=4", "output_root=" + str(tmp_path / "single"))
+    assert single[0].rsplit("/", 1)[1] == expected[1]
+    a, b = RunStore(single[0]), RunStore(group[1])
+    assert "seed: 4" in b.config_path.read_text()
+    x, y = a.load_tensors(a.init_path), b.load_tensors(b.init_path)
+    assert all(torch.equal(x[n], y[n]) for n in x)
+    ma, mb = a.load_tensors(a.mask_path(1)), b.load_tensors(b.mask_path(1))
+    same = sum(int((ma[n] == mb[n]).sum()) for n in ma) / sum(m.numel() for m in ma.values())
+    assert same >= 0.995
+    assert len(b.read_metrics()) == 2
+
+
+def test_config_hash_ignores_replicas() -> None:
+    assert config_hash(to_dict(compose_with(["replicas=4"]))) == config_hash(
+        to_dict(compose_with([])))

@@ -15,6 +15,15 @@ from lth.train.optim import prefer_fused
 from tests.conftest import PYTHON, ROOT, TinyMLP, make_blobs
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models: a second intra-op thread only adds waits, badly so on a shared CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def half_mask(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(3)
     return {n: torch.rand(m.shape, generator=g) < 0.5 for n, m in full_mask(model).items()}
