@@ -8,35 +8,36 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.common import (
-    load_data,
-    model_factory,
-    optimizer_factory,
-    report_errors,
-    resolve_device,
-    run_cli,
-    to_dict,
-    versions,
-)
+from experiments.errors import report_errors
 from experiments.schema import register
-from lth.errors import ConfigError
-from lth.lottery import Lottery, LotterySettings, RunStore
-from lth.lottery.lock import RunLock
-from lth.lottery.table import format_header, format_row
-from lth.pruning import PruneRates
-from lth.tracking import open_wandb
-from lth.train import parse_duration, step_schedule
 
+if TYPE_CHECKING:
+    import torch
+
+    from lth.data import Dataset
+    from lth.lottery import Lottery, LotterySettings, RunStore
+    from lth.tracking import Sink
+    from lth.train.schedule import LRFactor
+
+# torch and lth are imported where they are used: `--help` and composing a config
+# (`--cfg job`) then take Hydra's time alone, not torch's.
 register()
 
 
 def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
     """The loop's settings, with every duration turned into iterations."""
+    from lth.lottery import LotterySettings
+    from lth.pruning import PruneRates
+    from lth.train import parse_duration
+
     t, p = cfg.train, cfg.prune
 
     def it(key: str, value: str) -> int:
@@ -49,13 +50,35 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
         rates=PruneRates(p.fraction, p.conv_fraction, p.output_fraction),
         retrain=p.retrain, finetune_iters=it("prune.finetune_duration", p.finetune_duration),
         eval_every=it("train.eval_every", t.eval_every), include_bias=p.prune_bias,
-        checkpoint_every=it("train.checkpoint_every", t.checkpoint_every),
     )
 
 
-def run(cfg: DictConfig) -> RunStore:
-    """Run (or resume) the experiment of ``cfg``; returns its store."""
-    resolved = to_dict(cfg)
+@dataclass
+class Prepared:
+    """What every seed of an experiment shares: device, data and how to build things."""
+
+    device: torch.device
+    data: Dataset
+    iters_per_epoch: int
+    lr_factor: LRFactor
+    make_model: Callable[[], torch.nn.Module]
+    make_optimizer: Callable[..., torch.optim.Optimizer]
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Check the config, load the data and build the factories (no files written)."""
+    from experiments.common import (
+        load_data,
+        model_factory,
+        optimizer_factory,
+        resolve_device,
+        to_dict,
+    )
+    from lth.errors import ConfigError
+    from lth.pruning import PruneRates
+    from lth.train import parse_duration, step_schedule
+
+    to_dict(cfg)  # resolves every value: a missing one fails before the data loads
     device = resolve_device(cfg.device)
     # Validate the cheap parts before loading data.
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
@@ -65,25 +88,25 @@ def run(cfg: DictConfig) -> RunStore:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be in 1..{n} "
                           "(the training set size)")
     ipe = n // cfg.train.batch_size
-    settings = settings_from(cfg, ipe)
     t = cfg.train
     milestones = [parse_duration(m, ipe, "train.milestones") for m in t.milestones]
     lr_factor = step_schedule(milestones, t.gamma, parse_duration(t.warmup, ipe, "train.warmup"))
-    make_model = model_factory(cfg, data)
-    store = RunStore.for_config(cfg.output_root, cfg.name, resolved)
-    lottery = Lottery(settings, data, make_model, optimizer_factory(cfg), lr_factor, store,
-                      sink=None, device=device, progress=cfg.progress)  # type: ignore[arg-type]
+    return Prepared(device, data, ipe, lr_factor, model_factory(cfg, data),
+                    optimizer_factory(cfg))
+
+
+def open_store(cfg: DictConfig, settings: LotterySettings, locks: ExitStack) -> RunStore:
+    """The run store of ``cfg``, locked for this process until ``locks`` closes, created with
+    its config.yaml and run.json if new. A second process on the same run directory stops
+    here with a one-line message."""
+    from experiments.common import to_dict, versions
+    from lth.lottery import RunStore
+    from lth.lottery.lock import RunLock
+
+    store = RunStore.for_config(cfg.output_root, cfg.name, to_dict(cfg))
     store.prepare()
-    # One process per run directory; a second one stops here with a message.
-    with RunLock(store.lock_path):
-        store.remove_temporaries()
-        _run_locked(cfg, resolved, lottery)
-    return store
-
-
-def _run_locked(cfg: DictConfig, resolved: dict[str, Any], lottery: Lottery) -> None:
-    """The part of ``run`` that writes to the run directory: only with its lock held."""
-    store, settings = lottery.store, lottery.settings
+    locks.enter_context(RunLock(store.lock_path))
+    store.remove_temporaries()
     if not store.config_path.exists():
         store.write_text(store.config_path, OmegaConf.to_yaml(cfg, resolve=True))
         store.write_text(store.info_path, json.dumps({
@@ -91,6 +114,41 @@ def _run_locked(cfg: DictConfig, resolved: dict[str, Any], lottery: Lottery) -> 
             "seeds": {"init": settings.init_seed, "data": settings.data_seed,
                       "prune": "derive_seed(seed, 'prune', round)"},
         }, indent=2))
+    return store
+
+
+def open_sink(cfg: DictConfig, store: RunStore) -> Sink:
+    """The experiment's W&B run (id ``<name>-<hash>``), or a NullSink."""
+    from experiments.common import to_dict
+    from lth.tracking import open_wandb
+
+    return open_wandb(
+        mode=cfg.wandb.mode, project=cfg.wandb.project, group=cfg.name,
+        name=f"{cfg.name}-{store.root.name}-s{cfg.seed}", run_id=f"{cfg.name}-{store.root.name}",
+        config=to_dict(cfg), directory=cfg.wandb.dir or cfg.output_root,
+        tags=list(cfg.wandb.tags), entity=cfg.wandb.entity,
+    )
+
+
+def run(cfg: DictConfig) -> RunStore:
+    """Run (or resume) the experiment of ``cfg``; returns its store."""
+    from lth.lottery import Lottery
+
+    prep = prepare(cfg)
+    settings = settings_from(cfg, prep.iters_per_epoch)
+    with ExitStack() as locks:
+        store = open_store(cfg, settings, locks)
+        _run_locked(cfg, Lottery(settings, prep.data, prep.make_model, prep.make_optimizer,
+                                 prep.lr_factor, store, sink=None,  # type: ignore[arg-type]
+                                 device=prep.device, progress=cfg.progress))
+    return store
+
+
+def _run_locked(cfg: DictConfig, lottery: Lottery) -> None:
+    """The part of ``run`` that trains and writes: only with the run directory's lock held."""
+    from lth.lottery.table import format_header, format_row
+
+    store, settings = lottery.store, lottery.settings
     pending = lottery.pending_rounds()
     stored = store.read_metrics()
     print(format_header())
@@ -99,12 +157,7 @@ def _run_locked(cfg: DictConfig, resolved: dict[str, Any], lottery: Lottery) -> 
     if not pending:
         print(f"all {settings.rounds + 1} rounds are complete; nothing to train")
         return
-    lottery.sink = open_wandb(
-        mode=cfg.wandb.mode, project=cfg.wandb.project, group=cfg.name,
-        name=f"{cfg.name}-{store.root.name}-s{cfg.seed}", run_id=f"{cfg.name}-{store.root.name}",
-        config=resolved, directory=cfg.wandb.dir or cfg.output_root, tags=list(cfg.wandb.tags),
-        entity=cfg.wandb.entity,
-    )
+    lottery.sink = open_sink(cfg, store)
     # Each process writes its own offline W&B folder; replaying the stored rounds makes the
     # newest one complete (``wandb sync`` of it then holds every round).
     for record in stored:
@@ -118,10 +171,18 @@ def _run_locked(cfg: DictConfig, resolved: dict[str, Any], lottery: Lottery) -> 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    store = run(cfg)
-    print(f"run directory: {store.root}")
+    if cfg.replicas == 1:
+        stores = [run(cfg)]
+    else:
+        from experiments.replicas import run_replicas
+
+        stores = run_replicas(cfg)
+    for store in stores:
+        print(f"run directory: {store.root}")
     sys.stdout.flush()
 
 
 if __name__ == "__main__":
+    from experiments.errors import run_cli
+
     run_cli(main)

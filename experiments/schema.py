@@ -87,6 +87,7 @@ class LotterySchema:
     output_root: str = "runs"         # root of the run store
     device: str = "auto"              # auto | cpu | cuda | cuda:<i>
     progress: bool = True             # progress bar during training
+    replicas: int = 1                 # seeds seed..seed+replicas-1 trained together (vmap)
     model: Any = MISSING              # a _target_ node from conf/model
     dataset: DatasetSchema = field(default_factory=DatasetSchema)
     optimizer: Any = MISSING          # a _partial_ optimizer from conf/optimizer

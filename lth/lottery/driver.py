@@ -99,6 +99,18 @@ class LotterySettings:
 
 
 @dataclass
+class RoundStart:
+    """A round ready to train: its model (at the start state), mask, span and hooks."""
+
+    k: int
+    model: nn.Module
+    mask: Mask
+    span: dict[str, Any]  # start, end (iterations) and lr (the LRFactor)
+    hooks: dict[int, Callable[[nn.Module], None]]
+    began: float  # perf_counter() when the round began
+
+
+@dataclass
 class Lottery:
     """One IMP experiment: settings, data, how to build the model and optimizer, where to log."""
 
@@ -191,20 +203,40 @@ class Lottery:
         return record
 
     # -- the loop --------------------------------------------------------------------------
-    def run_round(self, k: int) -> dict[str, Any]:
-        """Run round ``k`` (its predecessors must be complete) and store its files."""
-        s = self.settings
+    def begin_round(self, k: int) -> RoundStart:
+        """Round ``k``'s model at its start state, mask, span and hooks (no training yet)."""
         began = time.perf_counter()
         model = self._initial_model()
         mask, span = self._round_start(k, model)
         if self.on_round_start is not None:
             self.on_round_start(k, model, mask)
-        hooks = {}
+        hooks: dict[int, Callable[[nn.Module], None]] = {}
         if k == 0:
-            hooks[s.rewind_iter] = lambda m: self.store.save_tensors(
+            hooks[self.settings.rewind_iter] = lambda m: self.store.save_tensors(
                 self.store.rewind_path, m.state_dict())
+        return RoundStart(k, model, mask, span, hooks, began)
+
+    def finish_round(self, start: RoundStart, result: TrainResult) -> dict[str, Any]:
+        """Store round ``start.k``'s files and record (the record last) and log it."""
+        k, span = start.k, start.span
+        record = self._record(k, start.mask, result, span["end"] - span["start"],
+                              time.perf_counter() - start.began)
+        self.store.save_tensors(self.store.mask_path(k), start.mask)
+        self.store.save_tensors(self.store.final_path(k), start.model.state_dict())
+        self.store.write_text(self.store.curve_path(k), json.dumps(result.evals))
+        self.store.append_metrics(record)
+        self.store.remove(self.store.checkpoint_path(k))
+        self.sink.log_round(record)
+        return record
+
+    def run_round(self, k: int) -> dict[str, Any]:
+        """Run round ``k`` (its predecessors must be complete) and store its files."""
+        s = self.settings
+        start = self.begin_round(k)
+        model, mask, span, hooks = start.model, start.mask, start.span, start.hooks
         optimizer = self.make_optimizer(model.parameters())
         resume, spent = self._resume(k, span, model, optimizer)
+        start.began -= spent  # wall time includes what a killed process already spent
         result = train(
             model, self.data, optimizer, start_iter=span["start"], end_iter=span["end"],
             batch_size=s.batch_size, seed=s.data_seed, lr_factor=span["lr"], mask=mask,
@@ -212,17 +244,9 @@ class Lottery:
             on_eval=lambda it, point: self.sink.log_curve(k, it, point),
             desc=f"round {k}", checkpoint_every=s.checkpoint_every, resume=resume,
             on_checkpoint=lambda state: self._checkpoint(
-                k, span, state, model, optimizer, spent + time.perf_counter() - began),
+                k, span, state, model, optimizer, time.perf_counter() - start.began),
         )
-        record = self._record(k, mask, result, span["end"] - span["start"],
-                              spent + time.perf_counter() - began)
-        self.store.save_tensors(self.store.mask_path(k), mask)
-        self.store.save_tensors(self.store.final_path(k), model.state_dict())
-        self.store.write_text(self.store.curve_path(k), json.dumps(result.evals))
-        self.store.append_metrics(record)
-        self.store.remove(self.store.checkpoint_path(k))
-        self.sink.log_round(record)
-        return record
+        return self.finish_round(start, result)
 
     def pending_rounds(self) -> list[int]:
         """Rounds not yet complete, in order."""

@@ -36,7 +36,9 @@ from lth.errors import CheckpointError, ConfigError, StorageError
 from lth.lottery.faults import kill_point
 
 # Keys that change where or how a run is logged, not what it computes: not hashed.
-NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "device", "hydra"})
+# ``replicas`` trains seeds side by side; each seed's run is the run of that seed alone.
+NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "device", "hydra",
+                               "replicas"})
 # Nested keys that do not change the result of any stored round: ``prune.rounds`` only says
 # how far to go, so raising it extends an existing run instead of starting a new one; where
 # the data files lie does not change the data; resuming from a checkpoint is bit-identical.
