@@ -50,6 +50,7 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
         rates=PruneRates(p.fraction, p.conv_fraction, p.output_fraction),
         retrain=p.retrain, finetune_iters=it("prune.finetune_duration", p.finetune_duration),
         eval_every=it("train.eval_every", t.eval_every), include_bias=p.prune_bias,
+        checkpoint_every=it("train.checkpoint_every", t.checkpoint_every),
     )
 
 
