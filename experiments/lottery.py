@@ -26,6 +26,7 @@ from lth.errors import ConfigError
 from lth.lottery import Lottery, LotterySettings, RunStore
 from lth.lottery.table import format_header, format_row
 from lth.pruning import PruneRates
+from lth.pruning.structured import ChannelPruner, check_granularity
 from lth.tracking import open_wandb
 from lth.train import parse_duration, step_schedule
 
@@ -55,6 +56,7 @@ def run(cfg: DictConfig) -> RunStore:
     device = resolve_device(cfg.device)
     # Validate the cheap parts before loading data.
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
+    check_granularity(cfg.prune.granularity, cfg.prune.channel_score)
     data = load_data(cfg, device)
     n = data.x_train.shape[0]
     if not 0 < cfg.train.batch_size <= n:
@@ -77,6 +79,9 @@ def run(cfg: DictConfig) -> RunStore:
         }, indent=2))
     lottery = Lottery(settings, data, make_model, optimizer_factory(cfg), lr_factor, store,
                       sink=None, device=device, progress=cfg.progress)  # type: ignore[arg-type]
+    if cfg.prune.granularity == "channel":
+        lottery.pruner = ChannelPruner(make_model, data.x_train[:1].cpu(), cfg.prune.channel_score)
+        lottery.pruner.groups()  # fail now, not after round 0, if the model is unsupported
     pending = lottery.pending_rounds()
     stored = store.read_metrics()
     print(format_header())
