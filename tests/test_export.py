@@ -131,3 +131,22 @@ def test_channel_granularity_is_part_of_the_hash_only_when_set() -> None:
     base = config_hash(to_dict(compose_config("config", [])))
     assert config_hash(to_dict(compose_config("config", ["prune.granularity=weight"]))) == base
     assert config_hash(to_dict(compose_config("config", ["prune.granularity=channel"]))) != base
+
+
+@pytest.mark.slow
+def test_cli_channel_run_then_int8_export(tmp_path: Path) -> None:
+    """The two real CLIs end to end: a channel-pruned lottery run, then its int8 export."""
+    env = cli_env(tmp_path)
+    result = subprocess.run(
+        [PYTHON, "-m", "experiments.lottery", "model=cnn1d", "prune.granularity=channel",
+         "prune.rounds=1", "train.duration=100it", "train.eval_every=0it", "progress=false",
+         "wandb.mode=disabled", f"output_root={tmp_path}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    run_dir = result.stdout.strip().splitlines()[-1].removeprefix("run directory: ")
+    result = subprocess.run([PYTHON, "-m", "experiments.export", f"run_dir={run_dir}",
+                             "quantize=int8"], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    report = __import__("json").loads(result.stdout)
+    assert report["structured"] and report["onnx_max_abs_diff"] < 1e-4 and "int8_acc" in report
