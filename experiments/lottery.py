@@ -77,12 +77,14 @@ def prepare(cfg: DictConfig) -> Prepared:
     )
     from lth.errors import ConfigError
     from lth.pruning import PruneRates
+    from lth.pruning.structured import check_granularity
     from lth.train import parse_duration, step_schedule
 
     to_dict(cfg)  # resolves every value: a missing one fails before the data loads
     device = resolve_device(cfg.device)
     # Validate the cheap parts before loading data.
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
+    check_granularity(cfg.prune.granularity, cfg.prune.channel_score)
     data = load_data(cfg, device)
     n = data.x_train.shape[0]
     if not 0 < cfg.train.batch_size <= n:
@@ -139,9 +141,16 @@ def run(cfg: DictConfig) -> RunStore:
     settings = settings_from(cfg, prep.iters_per_epoch)
     with ExitStack() as locks:
         store = open_store(cfg, settings, locks)
-        _run_locked(cfg, Lottery(settings, prep.data, prep.make_model, prep.make_optimizer,
-                                 prep.lr_factor, store, sink=None,  # type: ignore[arg-type]
-                                 device=prep.device, progress=cfg.progress))
+        lottery = Lottery(settings, prep.data, prep.make_model, prep.make_optimizer,
+                          prep.lr_factor, store, sink=None,  # type: ignore[arg-type]
+                          device=prep.device, progress=cfg.progress)
+        if cfg.prune.granularity == "channel":
+            from lth.pruning.structured import ChannelPruner
+
+            lottery.pruner = ChannelPruner(prep.make_model, prep.data.x_train[:1].cpu(),
+                                           cfg.prune.channel_score)
+            lottery.pruner.groups()  # fail now, not after round 0, if the model is unsupported
+        _run_locked(cfg, lottery)
     return store
 
 

@@ -37,6 +37,8 @@ class PruneSchema:
     retrain: str = "weight_rewind"       # weight_rewind | lr_rewind | finetune
     finetune_duration: str = "0it"       # training per round when retrain=finetune
     prune_bias: bool = False             # also prune conv/linear biases
+    granularity: str = "weight"          # weight | channel (whole filters/neurons, by DepGraph)
+    channel_score: str = "l1"            # granularity=channel: l1 | l2 | bn (BatchNorm |gamma|)
 
 
 @dataclass
@@ -96,10 +98,24 @@ class LotterySchema:
     wandb: WandbSchema = field(default_factory=WandbSchema)
 
 
+@dataclass
+class ExportSchema:
+    run_dir: str | None = None        # a run directory printed by experiments.lottery
+    round: int | None = None          # round to export (None: the last completed one)
+    format: str = "onnx"              # onnx | sparse (compressed ticket checkpoint)
+    quantize: str | None = None       # None | int8 (static, calibrated on training batches)
+    structured: bool | None = None    # remove dead channels (None: if prune.granularity=channel)
+    out_dir: str | None = None        # None: <run_dir>/export/round_<k>
+    calibration_batches: int = 8      # training batches for int8 calibration
+    batch_size: int = 32              # samples per calibration batch
+    opset: int = 17                   # ONNX opset
+
+
 def register() -> None:
     """Add the schemas to Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="lottery_schema", node=LotterySchema)
+    cs.store(name="export_schema", node=ExportSchema)
     cs.store(group="dataset", name="dataset_schema", node=DatasetSchema)
     cs.store(group="optimizer", name="sgd_schema", node=SGDSchema)
     cs.store(group="optimizer", name="adam_schema", node=AdamSchema)

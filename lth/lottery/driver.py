@@ -124,6 +124,8 @@ class Lottery:
     device: torch.device
     progress: bool = False
     on_round_start: Callable[[int, nn.Module, Mask], None] | None = None
+    # prune_mask's signature; lth.pruning.structured.ChannelPruner for channel pruning.
+    pruner: Callable[..., Mask] = prune_mask
 
     # -- helpers ---------------------------------------------------------------------------
     def _load_state(self, model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
@@ -172,8 +174,8 @@ class Lottery:
         check_mask(model, prev_mask, str(self.store.mask_path(k - 1)))
         prev_final = self._load_state(model, self.store.final_path(k - 1))
         rates = layer_rates(model, sorted(prev_mask), s.rates)
-        mask = prune_mask(prev_final, prev_mask, strategy=s.strategy, rates=rates,
-                          round_index=k, seed=s.prune_seed(k))
+        mask = self.pruner(prev_final, prev_mask, strategy=s.strategy, rates=rates,
+                           round_index=k, seed=s.prune_seed(k))
         if s.retrain == "weight_rewind":
             model.load_state_dict(self._load_state(model, self.store.rewind_path))
             span = dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)

@@ -47,7 +47,10 @@ NON_SEMANTIC_NESTED = ("prune.rounds", "dataset.root", "dataset.download",
 # Keys added after runs were stored: dropped from the hash while they hold the value that
 # reproduces the old behaviour, so adding a key never renames existing runs.
 # Format: dotted key -> default value.
-HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {}
+HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "prune.granularity": "weight",
+    "prune.channel_score": "l1",
+}
 
 
 def _drop(cfg: dict[str, Any], dotted: str, default: Any) -> None:
