@@ -1,0 +1,133 @@
+"""Seeded mini-batches over tensors already in (device) memory.
+
+`BatchIterator.batch(it)` is a pure function of (seed, it): the sample order and the
+augmentation of epoch e come from a generator seeded by (seed, e) alone. A run resumed at
+iteration k therefore sees exactly the batches an uninterrupted run would have seen, which
+is what makes resuming bit-identical. There is no DataLoader: with the data in memory,
+one index_select per batch is the whole cost (airbench-style).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+
+from lth.errors import ConfigError, DataError
+
+PAD = 4  # pixels of zero padding before the random crop (the CIFAR recipe)
+_MASK64 = (1 << 64) - 1
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """A 63-bit seed for (seed, epoch) by a splitmix64 mix.
+
+    A plain formula rather than Python's hash() so it is the same in every process and
+    version; the mix keeps nearby (seed, epoch) pairs from giving related streams.
+    """
+    z = (seed * 0x9E3779B97F4A7C15 + (epoch + 1) * 0xD1B54A32D192ED03) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (z ^ (z >> 31)) >> 1  # torch.Generator.manual_seed wants a non-negative int
+
+
+def flip_crop(
+    x: torch.Tensor,
+    flip: torch.Tensor,
+    dy: torch.Tensor,
+    dx: torch.Tensor,
+    pad: int = PAD,
+) -> torch.Tensor:
+    """Random-crop-after-zero-padding and horizontal flip of a whole batch, as two gathers.
+
+    x [B, C, H, W]; flip bool [B]; dy, dx int64 [B] in [0, 2*pad] are the crop's top-left
+    corner in the padded image. Returns [B, C, H, W]: out[b, c, i, j] =
+    padded[b, c, dy + i, dx + j], with j mirrored (W-1-j) where flip[b].
+    Two gathers (rows, then columns) measured 2x faster on CPU than one 4-index advanced
+    indexing and than looping over the 81 offsets.
+    """
+    b, c, h, w = x.shape
+    padded = F.pad(x, (pad, pad, pad, pad))
+    rows = dy[:, None] + torch.arange(h, device=x.device)  # [B, H]
+    x_rows = padded.gather(2, rows[:, None, :, None].expand(b, c, h, w + 2 * pad))
+    ar_w = torch.arange(w, device=x.device)
+    cols = dx[:, None] + torch.where(flip[:, None], w - 1 - ar_w, ar_w)  # [B, W]
+    return x_rows.gather(3, cols[:, None, None, :].expand(b, c, h, w))
+
+
+class BatchIterator:
+    """Seeded batches over in-memory tensors; batch(it) is a pure function of (seed, it).
+
+    x [N, ...], y [N]. Each epoch is a fresh permutation of the N samples cut into
+    N // batch_size batches (the last partial batch is dropped, so every batch has the
+    same size). With augment, x must be images [N, C, H, W]; each sample gets a random
+    horizontal flip and a random crop after 4-px zero padding, drawn once per epoch.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        seed: int,
+        augment: bool = False,
+    ) -> None:
+        n = x.shape[0]
+        if y.shape[0] != n:
+            raise ValueError(f"x has {n} samples but y has {y.shape[0]}")
+        if not 1 <= batch_size <= n:
+            raise ConfigError(
+                f"train.batch_size={batch_size} must be between 1 and the {n} training "
+                "samples: lower train.batch_size"
+            )
+        if augment and x.dim() != 4:
+            raise DataError(
+                f"augmentation needs images [N, C, H, W], got shape {tuple(x.shape)}: "
+                "set dataset.augment=false"
+            )
+        self.x, self.y = x, y
+        self.batch_size = batch_size
+        self.seed = seed
+        self.augment = augment
+        self.iters_per_epoch = n // batch_size
+        self._epoch = -1  # the epoch whose permutation (and augmentation) is cached
+        self._perm = torch.empty(0, dtype=torch.int64)
+        self._flip = self._dy = self._dx = self._perm
+
+    def _start_epoch(self, epoch: int) -> None:
+        """Draw epoch `epoch`'s order and augmentation for all N samples."""
+        n = self.x.shape[0]
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
+        # The permutation is drawn first, so it does not depend on `augment`.
+        self._perm = torch.randperm(n, generator=gen).to(self.x.device)
+        if self.augment:
+            self._flip = (torch.rand(n, generator=gen) < 0.5).to(self.x.device)
+            offsets = torch.randint(0, 2 * PAD + 1, (2, n), generator=gen).to(
+                self.x.device
+            )
+            self._dy, self._dx = offsets[0], offsets[1]
+        self._epoch = epoch
+
+    def batch(self, it: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch number `it` (0-based, counted across epochs): x [B, ...], y [B]."""
+        if it < 0:
+            raise ValueError(f"iteration must be >= 0, got {it}")
+        epoch, i = divmod(it, self.iters_per_epoch)
+        if epoch != self._epoch:
+            self._start_epoch(epoch)
+        idx = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
+        xb, yb = self.x[idx], self.y[idx]
+        if self.augment:
+            xb = flip_crop(xb, self._flip[idx], self._dy[idx], self._dx[idx])
+        return xb, yb
+
+
+def eval_batches(
+    x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Consecutive slices x[i:i+B], y[i:i+B] in order, the last one possibly shorter."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    for start in range(0, x.shape[0], batch_size):
+        yield x[start : start + batch_size], y[start : start + batch_size]
