@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -24,9 +25,15 @@ from experiments.common import (
 from experiments.schema import register
 from lth.errors import ConfigError
 from lth.lottery import Lottery, LotterySettings, RunStore
+from lth.lottery.controls import (
+    check_controls,
+    control_metrics,
+    pending_controls,
+    run_with_controls,
+)
 from lth.lottery.table import format_header, format_row
 from lth.pruning import PruneRates
-from lth.tracking import open_wandb
+from lth.tracking import Sink, open_wandb
 from lth.train import parse_duration, step_schedule
 
 register()
@@ -46,11 +53,12 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
         rates=PruneRates(p.fraction, p.conv_fraction, p.output_fraction),
         retrain=p.retrain, finetune_iters=it("prune.finetune_duration", p.finetune_duration),
         eval_every=it("train.eval_every", t.eval_every), include_bias=p.prune_bias,
+        oneshot=p.oneshot, schedule=tuple(p.schedule),
     )
 
 
-def run(cfg: DictConfig) -> RunStore:
-    """Run (or resume) the experiment of ``cfg``; returns its store."""
+def build(cfg: DictConfig) -> Lottery:
+    """The experiment of ``cfg`` over its run store (created, config written); no sink yet."""
     resolved = to_dict(cfg)
     device = resolve_device(cfg.device)
     # Validate the cheap parts before loading data.
@@ -75,37 +83,72 @@ def run(cfg: DictConfig) -> RunStore:
             "seeds": {"init": settings.init_seed, "data": settings.data_seed,
                       "prune": "derive_seed(seed, 'prune', round)"},
         }, indent=2))
-    lottery = Lottery(settings, data, make_model, optimizer_factory(cfg), lr_factor, store,
-                      sink=None, device=device, progress=cfg.progress)  # type: ignore[arg-type]
-    pending = lottery.pending_rounds()
-    stored = store.read_metrics()
-    print(format_header())
-    for record in stored:
-        print(format_row(record, note="stored"))
-    if not pending:
-        print(f"all {settings.rounds + 1} rounds are complete; nothing to train")
-        return store
-    lottery.sink = open_wandb(
+    return Lottery(settings, data, make_model, optimizer_factory(cfg), lr_factor, store,
+                   sink=None, device=device, progress=cfg.progress)  # type: ignore[arg-type]
+
+
+def open_sink(cfg: DictConfig, store: RunStore) -> Sink:
+    """The experiment's W&B run, with the stored rounds and controls replayed into it.
+
+    Each process writes its own offline W&B folder; replaying makes the newest one complete
+    (``wandb sync`` of it then holds every round).
+    """
+    sink = open_wandb(
         mode=cfg.wandb.mode, project=cfg.wandb.project, group=cfg.name,
         name=f"{cfg.name}-{store.root.name}-s{cfg.seed}", run_id=f"{cfg.name}-{store.root.name}",
-        config=resolved, directory=cfg.wandb.dir or cfg.output_root, tags=list(cfg.wandb.tags),
-        entity=cfg.wandb.entity,
+        config=to_dict(cfg), directory=cfg.wandb.dir or cfg.output_root,
+        tags=list(cfg.wandb.tags), entity=cfg.wandb.entity,
     )
-    # Each process writes its own offline W&B folder; replaying the stored rounds makes the
-    # newest one complete (``wandb sync`` of it then holds every round).
-    for record in stored:
-        lottery.sink.log_round(record)
+    for record in store.read_metrics():
+        sink.log_round(record)
+    for record in store.read_controls():
+        sink.log_round(control_metrics(record))
+    return sink
+
+
+def print_control(record: dict, note: str = "") -> None:
+    print(format_row(record, note=", ".join(filter(None, [record["control"], note]))),
+          flush=True)
+
+
+def run(cfg: DictConfig) -> RunStore:
+    """Run (or resume) the experiment of ``cfg`` and its controls; returns its store."""
+    controls = check_controls(cfg.prune.controls)
+    lottery = build(cfg)
+    store = lottery.store
+    print(format_header())
+    for record in store.read_metrics():
+        print(format_row(record, note="stored"))
+    for record in store.read_controls():
+        if record["control"] in controls:
+            print_control(record, note="stored")
+    if not lottery.pending_rounds() and not pending_controls(lottery, controls):
+        print(f"all {lottery.settings.last_round + 1} rounds are complete; nothing to train")
+        return store
+    lottery.sink = open_sink(cfg, store)
     try:
-        lottery.run(on_round=lambda r: print(format_row(r), flush=True))
+        run_with_controls(lottery, controls, on_round=lambda r: print(format_row(r), flush=True),
+                          on_control=print_control)
     finally:
         lottery.sink.close()
     return store
+
+
+def record_run_dir(store: RunStore) -> None:
+    """Leave ``run_dir.txt`` in Hydra's job folder: how scripts.aggregate finds a sweep's runs."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        out = Path(HydraConfig.get().runtime.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run_dir.txt").write_text(f"{store.root.resolve()}\n")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @report_errors
 def main(cfg: DictConfig) -> None:
     store = run(cfg)
+    record_run_dir(store)
     print(f"run directory: {store.root}")
     sys.stdout.flush()
 

@@ -35,6 +35,10 @@ class PruneSchema:
     retrain: str = "weight_rewind"       # weight_rewind | lr_rewind | finetune
     finetune_duration: str = "0it"       # training per round when retrain=finetune
     prune_bias: bool = False             # also prune conv/linear biases
+    # random_reinit | random_prune: trained beside each round k >= 1 (not hashed)
+    controls: list[str] = field(default_factory=list)
+    oneshot: bool = False                # one step from dense to the density of `rounds` rounds
+    schedule: list[float] = field(default_factory=list)  # target density per round (k >= 1)
 
 
 @dataclass
@@ -93,10 +97,21 @@ class LotterySchema:
     wandb: WandbSchema = field(default_factory=WandbSchema)
 
 
+@dataclass
+class ControlSchema:
+    run_dir: str = MISSING            # an existing run directory <output_root>/<name>/<hash>
+    control: Any = MISSING            # random_reinit | random_prune, or a list of them
+    rounds: list[int] = field(default_factory=list)  # completed rounds >= 1; [] = all
+    device: str = "auto"              # auto | cpu | cuda | cuda:<i>
+    progress: bool = True             # progress bar during training
+    wandb_mode: str | None = None     # offline | online | disabled; None: the run's own
+
+
 def register() -> None:
     """Add the schemas to Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="lottery_schema", node=LotterySchema)
+    cs.store(name="control_schema", node=ControlSchema)
     cs.store(group="dataset", name="dataset_schema", node=DatasetSchema)
     cs.store(group="optimizer", name="sgd_schema", node=SGDSchema)
     cs.store(group="optimizer", name="adam_schema", node=AdamSchema)
