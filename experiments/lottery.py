@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import hydra
@@ -51,6 +52,7 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
         retrain=p.retrain, finetune_iters=it("prune.finetune_duration", p.finetune_duration),
         eval_every=it("train.eval_every", t.eval_every), include_bias=p.prune_bias,
         checkpoint_every=it("train.checkpoint_every", t.checkpoint_every),
+        oneshot=p.oneshot, schedule=tuple(p.schedule),
     )
 
 
@@ -121,61 +123,92 @@ def open_store(cfg: DictConfig, settings: LotterySettings, locks: ExitStack) -> 
 
 
 def open_sink(cfg: DictConfig, store: RunStore) -> Sink:
-    """The experiment's W&B run (id ``<name>-<hash>``), or a NullSink."""
+    """The experiment's W&B run (id ``<name>-<hash>``), with the stored rounds and controls
+    replayed into it, or a NullSink.
+
+    Each process writes its own offline W&B folder; replaying makes the newest one complete
+    (``wandb sync`` of it then holds every round).
+    """
     from experiments.common import to_dict
+    from lth.lottery.controls import control_metrics
     from lth.tracking import open_wandb
 
-    return open_wandb(
+    sink = open_wandb(
         mode=cfg.wandb.mode, project=cfg.wandb.project, group=cfg.name,
         name=f"{cfg.name}-{store.root.name}-s{cfg.seed}", run_id=f"{cfg.name}-{store.root.name}",
         config=to_dict(cfg), directory=cfg.wandb.dir or cfg.output_root,
         tags=list(cfg.wandb.tags), entity=cfg.wandb.entity,
     )
+    for record in store.read_metrics():
+        sink.log_round(record)
+    for record in store.read_controls():
+        sink.log_round(control_metrics(record))
+    return sink
 
 
-def run(cfg: DictConfig) -> RunStore:
-    """Run (or resume) the experiment of ``cfg``; returns its store."""
+def build(cfg: DictConfig, locks: ExitStack) -> Lottery:
+    """The experiment of ``cfg`` over its run store (created, locked until ``locks`` closes,
+    config written); no sink yet."""
     from lth.lottery import Lottery
 
     prep = prepare(cfg)
     settings = settings_from(cfg, prep.iters_per_epoch)
-    with ExitStack() as locks:
-        store = open_store(cfg, settings, locks)
-        lottery = Lottery(settings, prep.data, prep.make_model, prep.make_optimizer,
-                          prep.lr_factor, store, sink=None,  # type: ignore[arg-type]
-                          device=prep.device, progress=cfg.progress)
-        if cfg.prune.granularity == "channel":
-            from lth.pruning.structured import ChannelPruner
+    store = open_store(cfg, settings, locks)
+    lottery = Lottery(settings, prep.data, prep.make_model, prep.make_optimizer,
+                      prep.lr_factor, store, sink=None,  # type: ignore[arg-type]
+                      device=prep.device, progress=cfg.progress)
+    if cfg.prune.granularity == "channel":
+        from lth.pruning.structured import ChannelPruner
 
-            lottery.pruner = ChannelPruner(prep.make_model, prep.data.x_train[:1].cpu(),
-                                           cfg.prune.channel_score)
-            lottery.pruner.groups()  # fail now, not after round 0, if the model is unsupported
-        _run_locked(cfg, lottery)
+        lottery.pruner = ChannelPruner(prep.make_model, prep.data.x_train[:1].cpu(),
+                                       cfg.prune.channel_score)
+        lottery.pruner.groups()  # fail now, not after round 0, if the model is unsupported
+    return lottery
+
+
+def print_control(record: dict, note: str = "") -> None:
+    from lth.lottery.table import format_row
+
+    print(format_row(record, note=", ".join(filter(None, [record["control"], note]))),
+          flush=True)
+
+
+def run(cfg: DictConfig) -> RunStore:
+    """Run (or resume) the experiment of ``cfg`` and its controls; returns its store."""
+    from lth.lottery.controls import check_controls, pending_controls, run_with_controls
+    from lth.lottery.table import format_header, format_row
+
+    controls = check_controls(cfg.prune.controls)
+    with ExitStack() as locks:
+        lottery = build(cfg, locks)
+        store = lottery.store
+        print(format_header())
+        for record in store.read_metrics():
+            print(format_row(record, note="stored"))
+        for record in store.read_controls():
+            if record["control"] in controls:
+                print_control(record, note="stored")
+        if not lottery.pending_rounds() and not pending_controls(lottery, controls):
+            print(f"all {lottery.settings.last_round + 1} rounds are complete; nothing to train")
+            return store
+        lottery.sink = open_sink(cfg, store)
+        try:
+            run_with_controls(lottery, controls,
+                              on_round=lambda r: print(format_row(r), flush=True),
+                              on_control=print_control)
+        finally:
+            lottery.sink.close()
     return store
 
 
-def _run_locked(cfg: DictConfig, lottery: Lottery) -> None:
-    """The part of ``run`` that trains and writes: only with the run directory's lock held."""
-    from lth.lottery.table import format_header, format_row
+def record_run_dir(store: RunStore) -> None:
+    """Leave ``run_dir.txt`` in Hydra's job folder: how scripts.aggregate finds a sweep's runs."""
+    from hydra.core.hydra_config import HydraConfig
 
-    store, settings = lottery.store, lottery.settings
-    pending = lottery.pending_rounds()
-    stored = store.read_metrics()
-    print(format_header())
-    for record in stored:
-        print(format_row(record, note="stored"))
-    if not pending:
-        print(f"all {settings.rounds + 1} rounds are complete; nothing to train")
-        return
-    lottery.sink = open_sink(cfg, store)
-    # Each process writes its own offline W&B folder; replaying the stored rounds makes the
-    # newest one complete (``wandb sync`` of it then holds every round).
-    for record in stored:
-        lottery.sink.log_round(record)
-    try:
-        lottery.run(on_round=lambda r: print(format_row(r), flush=True))
-    finally:
-        lottery.sink.close()
+    if HydraConfig.initialized():
+        out = Path(HydraConfig.get().runtime.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "run_dir.txt").write_text(f"{store.root.resolve()}\n")
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -188,6 +221,7 @@ def main(cfg: DictConfig) -> None:
 
         stores = run_replicas(cfg)
     for store in stores:
+        record_run_dir(store)
         print(f"run directory: {store.root}")
     sys.stdout.flush()
 

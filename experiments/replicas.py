@@ -31,6 +31,9 @@ def run_replicas(cfg: DictConfig) -> list[RunStore]:
     """Run (or resume) seeds ``cfg.seed`` ... ``cfg.seed + cfg.replicas - 1``; their stores."""
     if cfg.replicas < 1:
         raise ConfigError(f"replicas={cfg.replicas} must be at least 1")
+    if cfg.prune.controls:
+        raise ConfigError("replicas>1 does not train controls; run prune.controls with "
+                          "replicas=1 (or add them later: experiments.control)")
     if cfg.prune.granularity != "weight":
         raise ConfigError("replicas>1 supports prune.granularity=weight only; run channel "
                           "pruning with replicas=1")

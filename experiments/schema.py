@@ -39,6 +39,10 @@ class PruneSchema:
     prune_bias: bool = False             # also prune conv/linear biases
     granularity: str = "weight"          # weight | channel (whole filters/neurons, by DepGraph)
     channel_score: str = "l1"            # granularity=channel: l1 | l2 | bn (BatchNorm |gamma|)
+    # random_reinit | random_prune: trained beside each round k >= 1 (not hashed)
+    controls: list[str] = field(default_factory=list)
+    oneshot: bool = False                # one step from dense to the density of `rounds` rounds
+    schedule: list[float] = field(default_factory=list)  # target density per round (k >= 1)
 
 
 @dataclass
@@ -109,6 +113,13 @@ class ExportSchema:
     calibration_batches: int = 8      # training batches for int8 calibration
     batch_size: int = 32              # samples per calibration batch
     opset: int = 17                   # ONNX opset
+class ControlSchema:
+    run_dir: str = MISSING            # an existing run directory <output_root>/<name>/<hash>
+    control: Any = MISSING            # random_reinit | random_prune, or a list of them
+    rounds: list[int] = field(default_factory=list)  # completed rounds >= 1; [] = all
+    device: str = "auto"              # auto | cpu | cuda | cuda:<i>
+    progress: bool = True             # progress bar during training
+    wandb_mode: str | None = None     # offline | online | disabled; None: the run's own
 
 
 def register() -> None:
@@ -116,6 +127,7 @@ def register() -> None:
     cs = ConfigStore.instance()
     cs.store(name="lottery_schema", node=LotterySchema)
     cs.store(name="export_schema", node=ExportSchema)
+    cs.store(name="control_schema", node=ControlSchema)
     cs.store(group="dataset", name="dataset_schema", node=DatasetSchema)
     cs.store(group="optimizer", name="sgd_schema", node=SGDSchema)
     cs.store(group="optimizer", name="adam_schema", node=AdamSchema)

@@ -1,0 +1,1 @@
+"""Post-processing and operations, run as ``python -m scripts.<name>``."""

@@ -123,25 +123,60 @@ def test_resume_skips_completed_rounds_and_matches(tmp_path: Path) -> None:
     assert drop(records) == drop(full)
 
 
-def test_lr_rewind_keeps_trained_weights(tmp_path: Path) -> None:
+def learning_rates(lottery: Lottery) -> dict[int, list[float]]:
+    """Round -> the learning rate of each optimizer step, read off the optimizer."""
+    seen: dict[int, list[float]] = {}
+    make = lottery.make_optimizer
+
+    def spy(params):
+        optimizer = make(params)
+        rates = seen.setdefault(len(seen), [])
+        step = optimizer.step
+
+        def recorded(*args, **kwargs):
+            rates.append(optimizer.param_groups[0]["lr"])
+            return step(*args, **kwargs)
+
+        optimizer.step = recorded
+        return optimizer
+
+    lottery.make_optimizer = spy
+    return seen
+
+
+def test_lr_rewind_keeps_trained_weights_and_restarts_the_schedule(tmp_path: Path) -> None:
     lottery = make_lottery(tmp_path, retrain="lr_rewind", rewind_iter=10, rounds=1)
     seen = states_at_round_start(lottery)
+    lrs = learning_rates(lottery)
     records = lottery.run()
     final0 = lottery.store.load_tensors(lottery.store.final_path(0))
     state, mask = seen[1]
-    assert torch.equal(state["fc1.weight"], final0["fc1.weight"] * mask["fc1.weight"])
+    for n, t in final0.items():  # every tensor is the trained one, pruned; nothing rewound
+        assert torch.equal(state[n], t * mask[n] if n in mask else t), n
     assert records[1]["iterations"] == 30  # the schedule is replayed from iteration 10
+    curve = lottery.store.curve_path(1).read_text()
+    assert '"iter": 10' in curve and '"iter": 0,' not in curve
+    # Round 0 ends at the decayed rate (milestone 30); round 1 restarts at the full rate at
+    # iteration 10 and decays again at 30: 20 steps at 0.05, then 10 at 0.005.
+    assert lrs[0][-1] == pytest.approx(0.005)
+    assert lrs[1] == pytest.approx([0.05] * 20 + [0.005] * 10)
 
 
 def test_finetune_never_resets_weights(tmp_path: Path) -> None:
     lottery = make_lottery(tmp_path, retrain="finetune", finetune_iters=10, rounds=2)
     seen = states_at_round_start(lottery)
+    lrs = learning_rates(lottery)
     records = lottery.run()
+    init = lottery.store.load_tensors(lottery.store.init_path)
     for k in (1, 2):
         prev = lottery.store.load_tensors(lottery.store.final_path(k - 1))
         state, mask = seen[k]
-        assert torch.equal(state["fc2.weight"], prev["fc2.weight"] * mask["fc2.weight"])
+        for n, t in prev.items():  # the last round's trained weights, pruned: never reset
+            assert torch.equal(state[n], t * mask[n] if n in mask else t), (k, n)
+        assert not torch.equal(state["fc1.bias"], init["fc1.bias"])
         assert records[k]["iterations"] == 10
+        # At the final learning rate of the schedule (after the milestone at 30).
+        assert lrs[k] == pytest.approx([0.005] * 10)
 
 
 @pytest.mark.parametrize("kw,match", [

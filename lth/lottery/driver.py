@@ -8,6 +8,10 @@ weights of round k-1 to the scheduled density and retrains according to ``retrai
 - ``lr_rewind``: trained weights kept, learning-rate schedule replayed from the rewind point
   (Renda et al. 2020);
 - ``finetune``: trained weights kept, ``finetune_iters`` more iterations at the final rate.
+
+Round k's target density is ``(1 - p) ** k`` per group; with ``oneshot`` round 1 prunes the
+dense trained network straight to the density of ``rounds`` rounds (and is the last round);
+with ``schedule`` round k targets ``schedule[k - 1]`` (see ``target_densities``).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ from lth.pruning import (
     layer_rates,
     prune_mask,
     remaining,
+    scheduled_densities,
+    target_densities,
     total,
 )
 from lth.tracking import Sink
@@ -65,6 +71,8 @@ class LotterySettings:
     eval_every: int = 0
     include_bias: bool = False
     checkpoint_every: int = 0  # iterations between mid-round checkpoints (0: none)
+    oneshot: bool = False               # one step from dense to the density of `rounds` rounds
+    schedule: tuple[float, ...] = ()    # explicit target density of each round k >= 1
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
@@ -84,6 +92,29 @@ class LotterySettings:
             )
         if self.retrain == "finetune" and self.finetune_iters <= 0:
             raise ConfigError("prune.retrain=finetune needs prune.finetune_duration > 0it")
+        if self.oneshot and self.schedule:
+            raise ConfigError("prune.oneshot=true and prune.schedule both set: choose one")
+        steps = (1.0, *self.schedule)
+        if not all(0 < b < a for a, b in zip(steps, steps[1:])):
+            raise ConfigError(f"prune.schedule={list(self.schedule)} must be densities in "
+                              "(0, 1) that decrease round by round, e.g. [0.5, 0.2, 0.05]")
+
+    @property
+    def last_round(self) -> int:
+        """The last round to run: ``rounds``, or fewer when one-shot or a schedule ends."""
+        if self.oneshot:
+            return min(self.rounds, 1)
+        if self.schedule:
+            return min(self.rounds, len(self.schedule))
+        return self.rounds
+
+    def round_densities(self, k: int, rates: dict[str, float]) -> dict[str, float]:
+        """Each tensor's target density in round ``k`` >= 1, from its per-round rate."""
+        if self.oneshot:
+            return scheduled_densities(rates, self.rounds)
+        if self.schedule:
+            return target_densities(rates, self.rates.fraction, self.schedule[k - 1])
+        return scheduled_densities(rates, k)
 
     @property
     def data_seed(self) -> int:
@@ -174,20 +205,26 @@ class Lottery:
         check_mask(model, prev_mask, str(self.store.mask_path(k - 1)))
         prev_final = self._load_state(model, self.store.final_path(k - 1))
         rates = layer_rates(model, sorted(prev_mask), s.rates)
-        mask = self.pruner(prev_final, prev_mask, strategy=s.strategy, rates=rates,
-                           round_index=k, seed=s.prune_seed(k))
-        if s.retrain == "weight_rewind":
-            model.load_state_dict(self._load_state(model, self.store.rewind_path))
-            span = dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)
-        elif s.retrain == "lr_rewind":
-            model.load_state_dict(prev_final)
-            span = dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)
-        else:
-            model.load_state_dict(prev_final)
-            final_lr = constant_schedule(self.lr_factor(s.iterations - 1))
-            span = dict(start=s.iterations, end=s.iterations + s.finetune_iters, lr=final_lr)
+        mask = self.pruner(prev_final, prev_mask, strategy=s.strategy,
+                           densities=s.round_densities(k, rates), seed=s.prune_seed(k))
+        span = self.start_weights(k, model)
         apply_mask(model, mask)
         return mask, span
+
+    def start_weights(self, k: int, model: nn.Module) -> dict[str, Any]:
+        """Load round k's (>= 1) start weights into ``model``, unmasked; its (start, end, lr).
+
+        The controls start from here too, so they replay exactly the ticket's span.
+        """
+        s = self.settings
+        if s.retrain == "weight_rewind":
+            model.load_state_dict(self._load_state(model, self.store.rewind_path))
+            return dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)
+        model.load_state_dict(self._load_state(model, self.store.final_path(k - 1)))
+        if s.retrain == "lr_rewind":
+            return dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)
+        final_lr = constant_schedule(self.lr_factor(s.iterations - 1))
+        return dict(start=s.iterations, end=s.iterations + s.finetune_iters, lr=final_lr)
 
     def _record(self, k: int, mask: Mask, result: TrainResult, iters: int,
                 wall: float) -> dict[str, Any]:
@@ -253,7 +290,7 @@ class Lottery:
     def pending_rounds(self) -> list[int]:
         """Rounds not yet complete, in order."""
         done = len(self.store.read_metrics())
-        return list(range(done, self.settings.rounds + 1))
+        return list(range(done, self.settings.last_round + 1))
 
     def run(self, on_round: Callable[[dict[str, Any]], None] | None = None
             ) -> list[dict[str, Any]]:

@@ -13,8 +13,11 @@ Layout of a run directory ``<output_root>/<name>/<config hash>/``::
     round_<k>/checkpoint.pt  mid-round state (only while the round is incomplete)
     <file>.pt.sha256   sha256 of each .pt file (``sha256sum -c`` format), checked on load
     .lock              held (flock) by the process working on the run; holds its PID
+    round_<k>/controls/<control>/{mask.pt,final.pt,curve.json}  a control trained beside it
+    controls.jsonl     one JSON object per completed (round, control)
 
 A round is complete when its line is in metrics.jsonl; that line is written last.
+The same holds for a control and its line in controls.jsonl.
 Every file is written to a temporary name and renamed. A ``.pt`` file's checksum is removed
 before the file is replaced and written after it, so a crash between the two leaves a file
 without a checksum (still checked for structure), never a file with a wrong one.
@@ -41,16 +44,30 @@ NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "devi
                                "replicas"})
 # Nested keys that do not change the result of any stored round: ``prune.rounds`` only says
 # how far to go, so raising it extends an existing run instead of starting a new one; where
-# the data files lie does not change the data; resuming from a checkpoint is bit-identical.
-NON_SEMANTIC_NESTED = ("prune.rounds", "dataset.root", "dataset.download",
+# the data files lie does not change the data; resuming from a checkpoint is bit-identical;
+# ``prune.controls`` only adds runs beside the ticket's rounds, so adding a control completes
+# it on the existing run.
+NON_SEMANTIC_NESTED = ("prune.rounds", "prune.controls", "dataset.root", "dataset.download",
                        "train.checkpoint_every")
+# Nested keys above that do change results when another key is true: a one-shot run prunes
+# straight to the density of ``prune.rounds`` rounds. Format: dotted key -> dotted condition.
+SEMANTIC_WHEN: dict[str, str] = {"prune.rounds": "prune.oneshot"}
 # Keys added after runs were stored: dropped from the hash while they hold the value that
 # reproduces the old behaviour, so adding a key never renames existing runs.
 # Format: dotted key -> default value.
 HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "prune.granularity": "weight",
     "prune.channel_score": "l1",
+    "prune.oneshot": False,
+    "prune.schedule": [],
 }
+
+
+def _get(cfg: dict[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
 
 
 def _drop(cfg: dict[str, Any], dotted: str, default: Any) -> None:
@@ -69,6 +86,9 @@ def semantic_config(cfg: dict[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps({k: v for k, v in cfg.items() if k not in NON_SEMANTIC_KEYS}))
     for dotted in NON_SEMANTIC_NESTED:
         parent, leaf = dotted.rsplit(".", 1)
+        condition = SEMANTIC_WHEN.get(dotted)
+        if condition and _get(out, condition):
+            continue
         if isinstance(out.get(parent), dict):
             out[parent].pop(leaf, None)
     for dotted, default in HASH_NEUTRAL_DEFAULTS.items():
@@ -150,17 +170,23 @@ class RunStore:
     def rewind_path(self) -> Path:
         return self.root / "rewind.pt"
 
-    def round_dir(self, k: int) -> Path:
-        return self.root / f"round_{k}"
+    def round_dir(self, k: int, control: str | None = None) -> Path:
+        """``round_<k>/``, or ``round_<k>/controls/<control>/`` for a control of round k."""
+        path = self.root / f"round_{k}"
+        return path / "controls" / control if control else path
 
-    def mask_path(self, k: int) -> Path:
-        return self.round_dir(k) / "mask.pt"
+    def mask_path(self, k: int, control: str | None = None) -> Path:
+        return self.round_dir(k, control) / "mask.pt"
 
-    def final_path(self, k: int) -> Path:
-        return self.round_dir(k) / "final.pt"
+    def final_path(self, k: int, control: str | None = None) -> Path:
+        return self.round_dir(k, control) / "final.pt"
 
-    def curve_path(self, k: int) -> Path:
-        return self.round_dir(k) / "curve.json"
+    def curve_path(self, k: int, control: str | None = None) -> Path:
+        return self.round_dir(k, control) / "curve.json"
+
+    @property
+    def controls_path(self) -> Path:
+        return self.root / "controls.jsonl"
 
     def checkpoint_path(self, k: int) -> Path:
         return self.round_dir(k) / "checkpoint.pt"
@@ -244,28 +270,42 @@ class RunStore:
     def remove_temporaries(self) -> None:
         """Delete temporary files left by a killed process (call while holding the lock)."""
         for tmp in [*self.root.glob(f".*{TEMP_SUFFIX}"),
-                    *self.root.glob(f"round_*/.*{TEMP_SUFFIX}")]:
+                    *self.root.glob(f"round_*/.*{TEMP_SUFFIX}"),
+                    *self.root.glob(f"round_*/controls/*/.*{TEMP_SUFFIX}")]:
             tmp.unlink(missing_ok=True)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The completed rounds' records, in order."""
-        if not self.metrics_path.exists():
+        return self._read_jsonl(self.metrics_path)
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        """Add one round's record; the rename makes the round complete in one step."""
+        self._append_jsonl(self.metrics_path, record)
+
+    def read_controls(self) -> list[dict[str, Any]]:
+        """The completed controls' records (each with ``round`` and ``control``), in order."""
+        return self._read_jsonl(self.controls_path)
+
+    def append_control(self, record: dict[str, Any]) -> None:
+        """Add one control's record; it is complete once the file is renamed into place."""
+        self._append_jsonl(self.controls_path, record)
+
+    def _read_jsonl(self, path: Path) -> list[dict[str, Any]]:
+        if not path.exists():
             return []
         records = []
-        for n, line in enumerate(self.metrics_path.read_text().splitlines(), 1):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
             if not line.strip():
                 continue
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
                 raise CheckpointError(
-                    f"{self.metrics_path} line {n} is not JSON; delete that line to redo the "
-                    "round"
+                    f"{path} line {n} is not JSON; delete that line to redo its round"
                 ) from None
         return records
 
-    def append_metrics(self, record: dict[str, Any]) -> None:
-        """Add one round's record; the rename makes the round complete in one step."""
-        lines = [json.dumps(r, sort_keys=True) for r in self.read_metrics()]
+    def _append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
+        lines = [json.dumps(r, sort_keys=True) for r in self._read_jsonl(path)]
         lines.append(json.dumps(record, sort_keys=True))
-        self.write_text(self.metrics_path, "\n".join(lines) + "\n")
+        self.write_text(path, "\n".join(lines) + "\n")

@@ -16,13 +16,17 @@ from lth.pruning.prune import (
     STRATEGIES,
     PruneRates,
     check_strategy,
+    kept_count,
     layer_rates,
     prune_mask,
+    scheduled_densities,
     scheduled_remaining,
+    target_densities,
 )
 
 __all__ = [
     "Mask", "apply_mask", "check_mask", "density", "full_mask", "layer_density",
     "output_layer_name", "prunable_names", "remaining", "total", "STRATEGIES", "PruneRates",
-    "check_strategy", "layer_rates", "prune_mask", "scheduled_remaining",
+    "check_strategy", "kept_count", "layer_rates", "prune_mask", "scheduled_densities",
+    "scheduled_remaining", "target_densities",
 ]

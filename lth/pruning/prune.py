@@ -4,9 +4,11 @@ A strategy is a score (magnitude or random) and a scope:
 - ``global``: layers that share a rate compete with each other for the surviving weights;
 - ``layerwise``: each layer keeps its own share.
 
-The number of survivors is taken from the schedule, not from the previous round: after round k a
-group of N weights pruned at rate p keeps ``round(N * (1 - p) ** k)`` weights, so the density
-follows ``(1 - p) ** k`` exactly up to rounding of a single weight, however many rounds ran.
+The number of survivors is taken from a target density, not from the previous round: a group of
+N weights with target density d keeps ``round(N * d)`` weights. Iterative pruning targets
+``(1 - p) ** k`` after round k, so the density follows the schedule exactly up to rounding of a
+single weight, however many rounds ran; one-shot pruning and explicit schedules
+(``target_densities``) give other targets through the same function.
 """
 
 from __future__ import annotations
@@ -76,18 +78,45 @@ def layer_rates(model: nn.Module, names: list[str], rates: PruneRates) -> dict[s
     return result
 
 
-def scheduled_remaining(total: int, rate: float, round_index: int) -> int:
+def kept_count(total: int, density: float) -> int:
+    """Survivors of a group of ``total`` weights at target ``density`` (rounded half up)."""
+    return int(math.floor(total * density + 0.5))
+
+
+def scheduled_remaining(total: int, rate: float, round_index: float) -> int:
     """Survivors of a group of ``total`` weights after ``round_index`` rounds at ``rate``."""
-    return int(math.floor(total * (1.0 - rate) ** round_index + 0.5))
+    return kept_count(total, (1.0 - rate) ** round_index)
 
 
-def _groups(rates: dict[str, float], scope: str) -> list[list[str]]:
+def scheduled_densities(rates: dict[str, float], round_index: float) -> dict[str, float]:
+    """Each tensor's density after ``round_index`` rounds at its own rate: ``(1 - r) ** k``."""
+    return {n: (1.0 - r) ** round_index for n, r in rates.items()}
+
+
+def target_densities(rates: dict[str, float], base_rate: float,
+                     density: float) -> dict[str, float]:
+    """Per-tensor densities when the tensors pruned at ``base_rate`` reach ``density``.
+
+    Tensors with another rate (conv, output layer) go to the same point of their own schedule,
+    ``(1 - r) ** t`` with ``(1 - base_rate) ** t = density``; a rate of 0 stays dense. This is
+    what an explicit ``prune.schedule`` of densities means.
+    """
+    if not 0.0 < density <= 1.0:
+        raise ConfigError(f"a target density must be in (0, 1], got {density}")
+    if any(r != base_rate and r > 0 for r in rates.values()) and base_rate <= 0:
+        raise ConfigError("prune.schedule with per-layer rates needs prune.fraction > 0")
+    point = math.log(density) / math.log(1.0 - base_rate) if base_rate > 0 else 0.0
+    return {n: density if r == base_rate else (1.0 - r) ** point for n, r in rates.items()}
+
+
+def _groups(densities: dict[str, float], scope: str) -> list[list[str]]:
+    # Global scope: tensors with the same target (the same rate) compete for survivors.
     if scope == "layerwise":
-        return [[n] for n in rates]
-    by_rate: dict[float, list[str]] = {}
-    for n, r in rates.items():
-        by_rate.setdefault(r, []).append(n)
-    return list(by_rate.values())
+        return [[n] for n in densities]
+    by_target: dict[float, list[str]] = {}
+    for n, d in densities.items():
+        by_target.setdefault(d, []).append(n)
+    return list(by_target.values())
 
 
 def keep_top(scores: dict[str, torch.Tensor], mask: Mask, names: list[str], keep: int) -> Mask:
@@ -117,20 +146,27 @@ def prune_mask(
     mask: Mask,
     *,
     strategy: str,
-    rates: dict[str, float],
-    round_index: int,
     seed: int,
+    rates: dict[str, float] | None = None,
+    round_index: int | None = None,
+    densities: dict[str, float] | None = None,
 ) -> Mask:
-    """The mask of round ``round_index`` (>= 1), from the trained ``weights`` of the last round.
+    """A smaller mask from the trained ``weights`` of the last round.
 
-    ``weights`` and ``mask`` map the same names; ``rates`` gives each name's per-round rate.
+    The target is either ``densities`` (each name's density of its whole tensor, e.g. from
+    ``target_densities``) or the iterative schedule: ``rates`` (each name's per-round rate)
+    after ``round_index`` (>= 1) rounds. ``weights`` and ``mask`` map the same names.
     Returns a new mask; nothing is mutated.
     """
     kind, scope = check_strategy(strategy)
+    if densities is None:
+        if rates is None or round_index is None:
+            raise ValueError("prune_mask needs densities, or rates and round_index")
+        densities = scheduled_densities(rates, round_index)
     scores = compute_scores(kind, {n: weights[n] for n in mask}, seed)
     new: Mask = {}
-    for names in _groups({n: rates[n] for n in mask}, scope):
+    for names in _groups({n: densities[n] for n in mask}, scope):
         size = sum(mask[n].numel() for n in names)
-        keep = scheduled_remaining(size, rates[names[0]], round_index)
+        keep = kept_count(size, densities[names[0]])
         new.update(keep_top(scores, mask, names, keep))
     return new

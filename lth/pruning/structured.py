@@ -28,7 +28,7 @@ from torch import nn
 from lth.errors import ConfigError
 from lth.pruning.channels import ChannelGroup, alive_channels, channel_groups
 from lth.pruning.mask import Mask
-from lth.pruning.prune import check_strategy, scheduled_remaining
+from lth.pruning.prune import check_strategy, kept_count, scheduled_densities
 
 GRANULARITIES = ("weight", "channel")
 CHANNEL_SCORES = ("l1", "l2", "bn")
@@ -103,13 +103,19 @@ def _keep_top(scores: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
 
 def prune_channel_groups(
     groups: list[ChannelGroup], weights: dict[str, torch.Tensor], mask: Mask, *,
-    score: str, scope: str, rates: dict[str, float], round_index: int, seed: int,
+    score: str, scope: str, seed: int, rates: dict[str, float] | None = None,
+    round_index: int | None = None, densities: dict[str, float] | None = None,
 ) -> Mask:
-    """The channel mask of round ``round_index`` (>= 1) from the last round's ``weights``.
+    """A smaller channel mask from the last round's ``weights``.
 
-    ``rates`` maps weight names to per-round rates (a group takes its root's). Dead channels
-    score -inf, so masks only shrink. Returns a new mask.
+    The target is ``densities`` (weight name -> share of channels kept; a group takes its
+    root's) or, as in ``prune_mask``, ``rates`` after ``round_index`` (>= 1) rounds. Dead
+    channels score -inf, so masks only shrink. Returns a new mask.
     """
+    if densities is None:
+        if rates is None or round_index is None:
+            raise ValueError("prune_channel_groups needs densities, or rates and round_index")
+        densities = scheduled_densities(rates, round_index)
     gen = torch.Generator().manual_seed(seed)
     scored = []
     for g in groups:
@@ -122,13 +128,12 @@ def prune_channel_groups(
         scored.append(torch.where(alive, s, torch.tensor(-math.inf)))
     buckets: dict[object, list[int]] = {}
     for i, g in enumerate(groups):
-        rate = rates[f"{g.root}.weight"]
-        buckets.setdefault(i if scope == "layerwise" else rate, []).append(i)
+        density = densities[f"{g.root}.weight"]
+        buckets.setdefault(i if scope == "layerwise" else density, []).append(i)
     keep: dict[str, torch.Tensor] = {}
     for members in buckets.values():
         size = sum(groups[i].size for i in members)
-        count = scheduled_remaining(size, rates[f"{groups[members[0]].root}.weight"],
-                                    round_index)
+        count = kept_count(size, densities[f"{groups[members[0]].root}.weight"])
         for i, part in zip(members, _keep_top([scored[i] for i in members], count)):
             keep[groups[i].root] = part
     return channel_mask(groups, mask, keep)
@@ -155,11 +160,14 @@ class ChannelPruner:
         return self._groups
 
     def __call__(self, weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str,
-                 rates: dict[str, float], round_index: int, seed: int) -> Mask:
+                 seed: int, rates: dict[str, float] | None = None,
+                 round_index: int | None = None,
+                 densities: dict[str, float] | None = None) -> Mask:
         kind, scope = check_strategy(strategy)
         if kind not in ("magnitude", "random"):
             raise ConfigError(f"prune.strategy={strategy} has no channel version; with "
                               "prune.granularity=channel use a magnitude or random strategy")
         score = self.score if kind == "magnitude" else "random"
         return prune_channel_groups(self.groups(), weights, mask, score=score, scope=scope,
-                                    rates=rates, round_index=round_index, seed=seed)
+                                    rates=rates, round_index=round_index, densities=densities,
+                                    seed=seed)

@@ -1,0 +1,104 @@
+"""Finding and loading stored runs, and grouping the replicates (seeds) of one experiment.
+
+A run directory is recognised by its ``metrics.jsonl``. Paths may name run directories,
+folders above them (``<output_root>/<name>``, ``<output_root>``) or a Hydra multirun folder,
+whose job folders hold ``run_dir.txt`` (written by experiments.lottery) pointing at the run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lth.errors import ConfigError
+from lth.lottery.store import RunStore, semantic_config
+
+_POINTER = "run_dir.txt"
+_MAX_DEPTH = 4  # <multirun>/<job>/run_dir.txt, <output_root>/<name>/<hash>/metrics.jsonl
+
+
+@dataclass
+class Run:
+    """One stored run: its resolved config, its rounds and its controls."""
+
+    path: Path
+    config: dict[str, Any]
+    rounds: list[dict[str, Any]]
+    controls: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name") or self.path.parent.name)
+
+
+def _walk(path: Path, depth: int) -> Iterable[Path]:
+    if (path / "metrics.jsonl").is_file():
+        yield path
+        return
+    pointer = path / _POINTER
+    if pointer.is_file():
+        yield Path(pointer.read_text().strip())
+        return
+    if depth >= _MAX_DEPTH:
+        return
+    for child in sorted(p for p in path.iterdir() if p.is_dir()):
+        if child.name not in ("wandb", "round_0") and not child.name.startswith("round_"):
+            yield from _walk(child, depth + 1)
+
+
+def find_runs(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories at or below ``paths`` (following ``run_dir.txt``), without repeats."""
+    found: dict[Path, None] = {}
+    for p in paths:
+        path = Path(p)
+        if not path.is_dir():
+            raise ConfigError(f"{path} is not a directory: give run directories, "
+                              "<output_root>/<name> or a Hydra multirun folder")
+        for run in _walk(path, 0):
+            if (run / "metrics.jsonl").is_file():
+                found[run.resolve()] = None
+    if not found:
+        where = ", ".join(map(str, paths))
+        raise ConfigError(f"no run directory (with metrics.jsonl) under {where}")
+    return list(found)
+
+
+def load_run(path: str | Path) -> Run:
+    """The run stored at ``path``."""
+    store = RunStore(path)
+    config = yaml.safe_load(store.config_path.read_text()) if store.config_path.exists() else {}
+    return Run(Path(path), config or {}, store.read_metrics(), store.read_controls())
+
+
+def replicate_key(run: Run) -> str:
+    """Runs with equal keys differ only in the seed: ``<name>-<8 hex digits>``."""
+    cfg = semantic_config(run.config)
+    cfg.pop("seed", None)
+    text = json.dumps(cfg, sort_keys=True, separators=(",", ":"))
+    return f"{run.name}-{hashlib.sha256(text.encode()).hexdigest()[:8]}"
+
+
+def group_runs(runs: Iterable[Run]) -> dict[str, list[Run]]:
+    """Runs grouped by ``replicate_key``, each group sorted by seed.
+
+    Two runs of one group with the same seed are one experiment stored twice (e.g. under two
+    output roots): a ConfigError, as counting both would fake a replicate.
+    """
+    groups: dict[str, dict[int, Run]] = {}
+    for run in runs:
+        group = groups.setdefault(replicate_key(run), {})
+        if run.seed in group:
+            raise ConfigError(f"{group[run.seed].path} and {run.path} are the same experiment "
+                              f"(seed {run.seed}): pass only one of them")
+        group[run.seed] = run
+    return {k: [v[s] for s in sorted(v)] for k, v in sorted(groups.items())}

@@ -1,0 +1,150 @@
+"""Controls trained beside a ticket's rounds: is it the mask, the init, or just the density?
+
+For round k >= 1 of a ticket (Frankle & Carbin 2019; Frankle et al. 2021):
+
+- ``random_reinit``: the ticket's mask of round k with a fresh random initialisation, drawn
+  with the seed ``derive_seed(seed, "control", "random_reinit", k)``;
+- ``random_prune``: in each layer, the ticket's number of survivors at random places (the
+  layer-wise shuffle; seed ``derive_seed(seed, "control", "random_prune", k)``), starting from
+  the ticket's own start weights of round k (the rewind point under ``weight_rewind``).
+
+A control replays exactly the ticket's span of round k (iterations, learning rates, data
+order); only the mask or the start weights differ. Its files go to
+``round_<k>/controls/<name>/`` and its record, the ticket's keys plus ``control`` and
+``control_seed``, to ``controls.jsonl``. Sinks get it as a round row whose metric names are
+prefixed ``control/<name>/`` (e.g. ``control/random_prune/test/acc``), stepped by ``round``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from lth.errors import ConfigError
+from lth.lottery.driver import Lottery
+from lth.lottery.seeds import derive_seed
+from lth.pruning import Mask, apply_mask, check_mask
+from lth.tracking import round_metrics
+from lth.train import train
+
+CONTROLS = ("random_reinit", "random_prune")
+Record = dict[str, Any]
+
+
+def check_controls(names: Iterable[str]) -> tuple[str, ...]:
+    """The control names, in order, without repeats; ConfigError naming the choices."""
+    out: list[str] = []
+    for name in names:
+        if name not in CONTROLS:
+            raise ConfigError(f"control {name!r} is unknown; choose from {', '.join(CONTROLS)}")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+def control_seed(seed: int, name: str, k: int) -> int:
+    """The seed of control ``name`` in round ``k``: fresh init or random mask."""
+    return derive_seed(seed, "control", name, k)
+
+
+def shuffled_mask(mask: Mask, seed: int) -> Mask:
+    """Each layer's kept positions permuted at random: same shape and count per layer."""
+    gen = torch.Generator().manual_seed(seed)
+    out: Mask = {}
+    for name in sorted(mask):
+        flat = mask[name].flatten().cpu()
+        out[name] = flat[torch.randperm(flat.numel(), generator=gen)].view(mask[name].shape)
+    return {n: out[n].to(mask[n].device) for n in mask}
+
+
+def control_metrics(record: Record) -> dict[str, Any]:
+    """The W&B row of a control's record: ``round`` plus ``control/<name>/<metric>``."""
+    name = record["control"]
+    rest = {k: v for k, v in record.items() if k not in ("round", "control")}
+    row = {f"control/{name}/{key}": value for key, value in round_metrics(rest).items()}
+    return {"round": record["round"], **row}
+
+
+def run_control(lottery: Lottery, k: int, name: str) -> Record:
+    """Train control ``name`` beside the stored round ``k`` >= 1 of ``lottery``; store it."""
+    (name,) = check_controls([name])
+    s, store = lottery.settings, lottery.store
+    if k < 1:
+        raise ConfigError(f"round {k} is dense: controls exist for rounds >= 1 only")
+    began = time.perf_counter()
+    model = lottery._initial_model()
+    ticket_mask = store.load_tensors(store.mask_path(k))
+    check_mask(model, ticket_mask, str(store.mask_path(k)))
+    span = lottery.start_weights(k, model)
+    seed = control_seed(s.seed, name, k)
+    if name == "random_reinit":
+        torch.manual_seed(seed)
+        model.load_state_dict(lottery.make_model().state_dict())
+        mask = ticket_mask
+    else:
+        mask = shuffled_mask(ticket_mask, seed)
+    apply_mask(model, mask)
+    result = train(
+        model, lottery.data, lottery.make_optimizer(model.parameters()),
+        start_iter=span["start"], end_iter=span["end"], batch_size=s.batch_size,
+        seed=s.data_seed, lr_factor=span["lr"], mask=mask, eval_every=s.eval_every,
+        progress=lottery.progress, desc=f"round {k} {name}",
+    )
+    record = lottery._record(k, mask, result, span["end"] - span["start"],
+                             time.perf_counter() - began)
+    record.update(control=name, control_seed=seed)
+    store.save_tensors(store.mask_path(k, name), mask)
+    store.save_tensors(store.final_path(k, name), model.state_dict())
+    store.write_text(store.curve_path(k, name), json.dumps(result.evals))
+    store.append_control(record)
+    lottery.sink.log_round(control_metrics(record))
+    return record
+
+
+def pending_controls(lottery: Lottery, names: Iterable[str],
+                     rounds: Iterable[int] | None = None) -> list[tuple[int, str]]:
+    """(round, control) pairs not yet stored, for completed rounds >= 1 (or ``rounds``)."""
+    names = check_controls(names)
+    done = {(r["round"], r["control"]) for r in lottery.store.read_controls()}
+    completed = [r["round"] for r in lottery.store.read_metrics() if r["round"] >= 1]
+    if rounds is not None:
+        wanted = set(rounds)
+        missing = sorted(wanted - set(completed))
+        if missing:
+            raise ConfigError(f"rounds {missing} are not completed rounds >= 1 of "
+                              f"{lottery.store.root}; choose from {completed}")
+        completed = [k for k in completed if k in wanted]
+    return [(k, n) for k in completed for n in names if (k, n) not in done]
+
+
+def run_with_controls(
+    lottery: Lottery,
+    names: Iterable[str],
+    on_round: Callable[[Record], None] | None = None,
+    on_control: Callable[[Record], None] | None = None,
+) -> list[Record]:
+    """Run the pending rounds with the named controls beside each round k >= 1.
+
+    Controls missing on rounds stored earlier are trained first (adding a control to a
+    finished run completes it without retraining the ticket). Returns all round records.
+    """
+    names = check_controls(names)
+
+    def controls_of(rounds: Iterable[int] | None) -> None:
+        for k, name in pending_controls(lottery, names, rounds):
+            record = run_control(lottery, k, name)
+            if on_control is not None:
+                on_control(record)
+
+    def after_round(record: Record) -> None:
+        if on_round is not None:
+            on_round(record)
+        if record["round"] >= 1:
+            controls_of([record["round"]])
+
+    controls_of(None)
+    return lottery.run(on_round=after_round)

@@ -1,0 +1,54 @@
+"""Aggregate runs over seeds into tables and figures.
+
+    python -m scripts.aggregate <run dirs | <output_root>/<name> | multirun dir>... --out DIR
+
+Runs that differ only in their seed form one group; each group gets table.md, table.tex,
+summary.csv, summary.json, accuracy.{png,pdf} and layer_density.{png,pdf} in DIR (in
+DIR/<group> when the paths hold several groups).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from lth.analysis import BANDS, find_runs, group_runs, load_run, write_report
+from lth.errors import LthError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m scripts.aggregate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("paths", nargs="+", help="run directories or folders holding them")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--metric", default="test_acc",
+                        help="record key to tabulate and plot: test_acc (final, default), "
+                             "early_stop_test_acc, best_test_acc (test-selected), val_acc")
+    parser.add_argument("--band", default="std", choices=BANDS,
+                        help="spread over seeds: sample std (default), 95%% t-interval, min-max")
+    parser.add_argument("--tolerance", type=float, default=0.005,
+                        help="a round matches dense if its mean is at least dense - tolerance "
+                             "(metric units, default 0.005 = 0.5 percentage points)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        groups = group_runs(load_run(p) for p in find_runs(args.paths))
+        for label, runs in groups.items():
+            out = Path(args.out) if len(groups) == 1 else Path(args.out) / label
+            write_report(label, runs, out, metric=args.metric, band=args.band,
+                         tolerance=args.tolerance)
+            seeds = ", ".join(str(r.seed) for r in runs)
+            print(f"{label}: {len(runs)} runs (seeds {seeds}) -> {out}")
+            print((out / "table.md").read_text())
+    except LthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
