@@ -113,6 +113,9 @@ class ExportSchema:
     calibration_batches: int = 8      # training batches for int8 calibration
     batch_size: int = 32              # samples per calibration batch
     opset: int = 17                   # ONNX opset
+
+
+@dataclass
 class ControlSchema:
     run_dir: str = MISSING            # an existing run directory <output_root>/<name>/<hash>
     control: Any = MISSING            # random_reinit | random_prune, or a list of them
