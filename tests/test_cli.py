@@ -280,18 +280,20 @@ def assert_same_rounds(reference: Path, resumed: Path, rounds: int) -> None:
 
 
 def test_sigkill_anywhere_then_rerun_is_bit_identical(first_run, tmp_path: Path) -> None:
-    """Kill -9 during round 0, while writing a round's files, and during a later round."""
-    points = ["checkpoint:0:100",        # round 0, right after its checkpoint at 100
-              "write:round_1/final.pt",  # round 1's weights half written (temp not renamed)
-              "checkpoint:2:150"]        # round 2, after its last checkpoint
+    """Kill -9 while writing round 0's files, then during a later round; rerun; compare.
+
+    (More points, in-process: test_resume.py; real external kills: the slow test below.)
+    """
+    points = ["write:round_0/final.pt",  # round 0's weights half written (temp not renamed)
+              "checkpoint:1:150"]        # round 1, right after its last checkpoint
     for point in points:
         killed = lottery(tmp_path, *RESUMABLE, env={"LTH_TEST_KILL_AT": point})
         assert killed.returncode == -signal.SIGKILL, (point, killed.stderr)
     store = RunStore(next((tmp_path / "runs" / "mnist1d_mlp").iterdir()))
-    assert store.checkpoint_path(2).exists() and len(store.read_metrics()) == 2
+    assert store.checkpoint_path(1).exists() and len(store.read_metrics()) == 1
     done = lottery(tmp_path, *RESUMABLE)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.count("(stored)") == 2
+    assert done.stdout.count("(stored)") == 1
     assert_same_rounds(run_dir(first_run[1]), store.root, 2)
 
 
