@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from lth.analysis.report import BAND_TEXT, Summary
-from lth.analysis.stats import TICKET, Point
+from lth.analysis.stats import ALL_LAYERS, TICKET, Point
 
 STYLE = {TICKET: dict(color="C0", marker="o", linestyle="-"),
          "random_reinit": dict(color="C3", marker="s", linestyle="--"),
@@ -84,18 +84,22 @@ def accuracy_figure(summary: Summary, out: Path, stem: str = "accuracy") -> list
 
 def layer_density_figure(layers: dict[str, list[Point]], label: str, out: Path,
                          stem: str = "layer_density") -> list[Path]:
-    """Density of each layer of the ticket's masks over rounds (log y), mean with band."""
+    """Density of each layer of the ticket's masks over rounds (log y), mean with band.
+
+    The ``ALL_LAYERS`` entry, if any, is drawn dashed: the density of all prunable weights.
+    """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, (layer, points) in enumerate(layers.items()):
-        _line(ax, points, [p.round for p in points], layer, 100.0, color=f"C{i % 10}",
-              marker="o")
+        style = (dict(color="black", linestyle="--") if layer == ALL_LAYERS else
+                 dict(color=f"C{i % 10}", marker="o"))
+        _line(ax, points, [p.round for p in points], layer, 100.0, **style)
     ax.set_yscale("log")
     from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.yaxis.set_major_formatter(plain)
-    ax.yaxis.set_minor_formatter(plain)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25"
+                                               else ""))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("layer density (%)")

@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from lth.analysis.runs import Run
-from lth.analysis.stats import TICKET, Point, aggregate, lowest_matching, series_names
+from lth.analysis.stats import (
+    TICKET,
+    Point,
+    aggregate,
+    lowest_matching,
+    paired,
+    series_names,
+)
 
 BAND_TEXT = {"std": "± sample std", "ci95": "± 95% t-interval half-width",
              "minmax": "± half the min-max range"}
@@ -100,7 +107,32 @@ def markdown_table(summary: Summary) -> str:
                                         *(_cell(p, scale, "±") for p in pts)]) + " |")
     note = (f"{summary.metric}{' (%)' if scale == 100 else ''}, mean "
             f"{BAND_TEXT[summary.band]} over seeds {summary.seeds}.")
-    return "\n".join([*lines, "", note, "", *matching_text(summary)]) + "\n"
+    return "\n".join([*lines, "", note, "", *matching_text(summary), "",
+                      *paired_table(summary)]) + "\n"
+
+
+def paired_table(summary: Summary) -> list[str]:
+    """Lines of a Markdown table: ticket - control per round, paired by seed, and wins."""
+    controls = [s for s in summary.series if s != TICKET]
+    if not controls:
+        return []
+    scale = _scale(summary.metric)
+    diffs = {c: {p.round: p for p in paired(summary.series[TICKET], summary.series[c],
+                                            summary.band)} for c in controls}
+    rounds = sorted({k for d in diffs.values() for k in d})
+    density = {p.round: p.density for p in summary.series[TICKET]}
+    lines = ["| round | weights remaining (%) | "
+             + " | ".join(f"ticket − {c}" for c in controls) + " |",
+             "|" + "---:|" * (2 + len(controls))]
+    for k in rounds:
+        cells = []
+        for c in controls:
+            p = diffs[c].get(k)
+            wins = "" if p is None else f" ({sum(v > 0 for v in p.values)}/{p.n} seeds > 0)"
+            cells.append(_cell(p, scale, "±") + wins)
+        lines.append(f"| {k} | {_density(density.get(k, 0.0))} | " + " | ".join(cells) + " |")
+    return [*lines, "", f"Ticket minus control{' (pp)' if scale == 100 else ''}, paired by "
+            f"seed: mean {BAND_TEXT[summary.band]} of the per-seed differences."]
 
 
 def latex_table(summary: Summary) -> str:

@@ -12,6 +12,7 @@ from lth.errors import ConfigError
 
 BANDS = ("std", "ci95", "minmax")
 TICKET = "ticket"
+ALL_LAYERS = "all prunable"
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Point:
     low: float
     high: float
     values: tuple[float, ...]
+    seeds: tuple[int, ...] = ()
 
     @property
     def spread(self) -> float:
@@ -64,20 +66,43 @@ def series_names(runs: Sequence[Run]) -> list[str]:
 
 def aggregate(runs: Sequence[Run], series: str, metric: str, kind: str) -> list[Point]:
     """One Point per round of ``series`` over the runs that have it, in round order."""
-    by_round: dict[int, list[dict[str, Any]]] = {}
+    by_round: dict[int, list[tuple[int, dict[str, Any]]]] = {}
     for run in runs:
         for r in records(run, series):
-            by_round.setdefault(int(r["round"]), []).append(r)
+            by_round.setdefault(int(r["round"]), []).append((run.seed, r))
     points = []
     for k in sorted(by_round):
-        rs = [r for r in by_round[k] if r.get(metric) is not None]
+        rs = [(seed, r) for seed, r in by_round[k] if r.get(metric) is not None]
         if not rs:
             continue
-        values = tuple(float(r[metric]) for r in rs)
+        values = tuple(float(r[metric]) for _, r in rs)
         mean, low, high = band(values, kind)
-        density = sum(float(r["density"]) for r in rs) / len(rs)
-        points.append(Point(k, density, len(values), mean, low, high, values))
+        density = sum(float(r["density"]) for _, r in rs) / len(rs)
+        points.append(Point(k, density, len(values), mean, low, high, values,
+                            tuple(seed for seed, _ in rs)))
     return points
+
+
+def paired(ticket: Sequence[Point], control: Sequence[Point], kind: str) -> list[Point]:
+    """ticket - control per round, paired by seed (seeds missing from either are left out).
+
+    A replicate's ticket and control share the seed's data order and dense network, so the
+    paired difference has far less noise than the difference of the two means.
+    """
+    by_round = {p.round: p for p in ticket}
+    out = []
+    for c in control:
+        t = by_round.get(c.round)
+        if t is None:
+            continue
+        mine = dict(zip(t.seeds, t.values))
+        pairs = [(s, mine[s] - v) for s, v in zip(c.seeds, c.values) if s in mine]
+        if pairs:
+            diffs = tuple(d for _, d in pairs)
+            mean, low, high = band(diffs, kind)
+            out.append(Point(c.round, c.density, len(diffs), mean, low, high, diffs,
+                             tuple(s for s, _ in pairs)))
+    return out
 
 
 def lowest_matching(points: Sequence[Point], dense: float, tolerance: float) -> Point | None:
@@ -95,7 +120,8 @@ def lowest_matching(points: Sequence[Point], dense: float, tolerance: float) -> 
 
 
 def layer_points(runs: Sequence[Run], kind: str) -> dict[str, list[Point]]:
-    """Per-layer density of the ticket's masks over rounds (layer -> Points)."""
+    """Per-layer density of the ticket's masks over rounds (layer -> Points), and the density
+    of all prunable weights under ``ALL_LAYERS``."""
     layers = sorted({n for run in runs for r in run.rounds for n in r.get("layer_density", {})})
     out = {}
     for layer in layers:
@@ -103,4 +129,5 @@ def layer_points(runs: Sequence[Run], kind: str) -> dict[str, list[Point]]:
             {**r, "layer": r["layer_density"][layer]} for r in run.rounds
             if layer in r.get("layer_density", {})]) for run in runs]
         out[layer] = aggregate(flat, TICKET, "layer", kind)
+    out[ALL_LAYERS] = aggregate(runs, TICKET, "density", kind)
     return out
