@@ -112,8 +112,8 @@ def test_resume_after_a_crash_is_bit_identical(tmp_path: Path, monkeypatch, unin
     assert not list(tmp_path.rglob("checkpoint.pt*")), "checkpoints are removed once complete"
 
 
-def test_resume_restores_the_rng_and_optimizer(tmp_path: Path, monkeypatch,
-                                               uninterrupted) -> None:
+def test_the_resume_test_fails_without_the_rng_restore(tmp_path: Path, monkeypatch,
+                                                       uninterrupted) -> None:
     """The test above can fail: skipping the RNG restore changes the dropout masks."""
     crash_at(monkeypatch, "checkpoint:0:10")
     with pytest.raises(Crash):
