@@ -1,15 +1,18 @@
 """Several seeds of one experiment trained together: one vmapped step for K models.
 
 The K models' parameters are stacked into [K, ...] tensors (``torch.func.stack_module_state``)
-and the model's own forward runs under ``vmap(functional_call)``, so one step does the work of
-K single steps with one Python pass, one optimizer step and one mask multiply. Replica k gets
-exactly the batches, learning rates, mask and evaluation points that ``train(models[k], ...,
-seed=seeds[k], mask=masks[k])`` would give it; the trained weights differ from a single run's
-only by float reassociation in the batched kernels (bmm instead of addmm).
+and the model's own forward runs under ``vmap(functional_call)`` (lth's MLPs: the same function
+written with ``baddbmm``, which has a third of vmap's per-op overhead), so one step does the
+work of K single steps with one Python pass and one mask multiply. Replica k gets exactly the
+batches, learning rates, mask and evaluation points that ``train(models[k], ..., seed=seeds[k],
+mask=masks[k])`` would give it.
 
-One optimizer over the stacked tensors is K independent optimizers because SGD, Adam and AdamW
-update each element from that element's own gradient and state (the step count is shared,
-and equal, since all replicas step together). Other optimizers are refused.
+The optimizer steps per-replica views of the stacked tensors, so each replica's update is the
+single run's update on tensors of the single run's shapes (SGD, Adam and AdamW; others are
+refused). On a CPU with one intra-op thread, lth's MLPs then train bit for bit as their single
+runs do (batched and single matmuls round alike there; tested); with more threads, on a GPU or
+under vmap (conv nets), the batched kernels may round differently in the last bit, and
+trajectories drift apart as they do between machines.
 
 Supported models: those without buffers or dropout, i.e. no BatchNorm running statistics
 (MLPs, LeNet-300-100, LeNet-5, Conv-2/4/6, CNN1D). BatchNorm nets (ResNets, VGG) raise
@@ -38,6 +41,7 @@ from lth.train.loop import (
     mask_grads,
     mask_weights_and_state,
 )
+from lth.train.replica_optim import ReplicaStep
 from lth.train.schedule import LRFactor
 
 ReplicaHook = Callable[[list[nn.Module]], None]
@@ -96,8 +100,18 @@ class _Stack:
         def forward(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
             return functional_call(self.base, (p, b), (x,))
 
-        self.forward = _mlp_forward(self.models[0]) or vmap(forward)  # [K, B, ...] -> [K, B, C]
+        self.mlp = _mlp_forward(self.models[0])
+        self.forward = self.mlp or vmap(forward)  # x [K, B, ...] -> [K, B, C]
         self.forward_shared = vmap(forward, in_dims=(0, 0, None))  # x [B, ...] -> [K, B, C]
+        # What the optimizer steps (lth.train.replica_optim): replica k's tensors as views
+        # of the stacked ones, replica by replica. Views of a tensor that needs no grad are
+        # leaves, so a torch optimizer accepts them.
+        self.views = [t.detach()[k] for k in range(len(self.models))
+                      for t in self.params.values()]
+
+    def zero_grad(self) -> None:
+        for t in self.params.values():
+            t.grad = None
 
     @torch.no_grad()
     def write_back(self) -> None:
@@ -108,17 +122,24 @@ class _Stack:
 
     @torch.inference_mode()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-        """Per replica (mean cross-entropy, accuracy) on x [N, ...], y [N]."""
+        """Per replica (mean cross-entropy, accuracy) on x [N, ...], y [N].
+
+        For lth's MLPs the same batches and per-replica sums as lth.train.evaluate, so the
+        numbers are the single run's; other models go through vmap in smaller batches.
+        """
         k = len(self.models)
-        batch = max(64, 2048 // k)  # K copies of the activations live at once
+        batch = 2048 if self.mlp else max(64, 2048 // k)  # K activations live at once
         loss = torch.zeros(k, device=x.device)
         correct = torch.zeros(k, device=x.device, dtype=torch.long)
         self.base.eval()
         for start in range(0, x.shape[0], batch):
             xb, yb = x[start:start + batch], y[start:start + batch]
-            out = self.forward_shared(self.params, self.buffers, xb)
-            loss += F.cross_entropy(out.flatten(0, 1), yb.repeat(k),
-                                    reduction="none").view(k, -1).sum(1)
+            if self.mlp:
+                out = self.mlp(self.params, self.buffers, xb.expand(k, *xb.shape))
+            else:
+                out = self.forward_shared(self.params, self.buffers, xb)
+            for j in range(k):
+                loss[j] += F.cross_entropy(out[j], yb, reduction="sum")
             correct += (out.argmax(-1) == yb).sum(1)
         self.base.train()
         n = max(1, x.shape[0])
@@ -166,7 +187,8 @@ def train_replicas(
     """Train ``models[k]`` with data seed ``seeds[k]`` and mask ``masks[k]``, all K at once.
 
     The arguments mean what they mean for ``lth.train.train``, per replica; ``make_optimizer``
-    gets the stacked [K, ...] parameters. ``hooks[it](models)`` sees every model's current
+    gets every replica's parameters (views of the stacked ones, replica by replica).
+    ``hooks[it](models)`` sees every model's current
     weights; ``on_eval(k, it, point)`` gets replica k's evaluation points. The models hold
     their trained weights on return. Raises TrainingError when any replica's loss is not
     finite, and ConfigError for unsupported models or optimizers.
@@ -178,12 +200,13 @@ def train_replicas(
         check_replicable(model)
     hooks = dict(hooks or {})
     stack = _Stack(models)
-    optimizer = make_optimizer(list(stack.params.values()))
+    optimizer = make_optimizer(stack.views)
     if type(optimizer) not in ZERO_PRESERVING:
         raise ConfigError(f"replicas > 1 supports SGD, Adam and AdamW, not "
                           f"{type(optimizer).__name__}: set replicas=1")
+    stepper = ReplicaStep(optimizer, list(stack.params.values()), stack.views)
     params, pmasks = _stacked_masks(stack.params, masks)
-    mask_weights_and_state(optimizer, params, pmasks)
+    mask_weights_and_state(optimizer, params, pmasks)  # a fresh optimizer: weights only
     batches = StackedBatches(data.x_train, data.y_train, batch_size, list(seeds),
                              augment=data.augment)
     base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
@@ -230,11 +253,11 @@ def train_replicas(
         out = stack.forward(stack.params, stack.buffers, x)
         losses = F.cross_entropy(out.flatten(0, 1), y, reduction="none").view(k_count, -1)
         losses = losses.mean(1)
-        optimizer.zero_grad(set_to_none=True)
+        stack.zero_grad()
         losses.sum().backward()  # replica k's parameters get exactly d(losses[k])
         if params:
             mask_grads(params, pmasks)
-        optimizer.step()
+        stepper.step()
         loss_sum += losses.detach()
         steps += 1
         bar.update(1)

@@ -1,0 +1,88 @@
+"""The optimizer step of lth.train.replicas, on per-replica views of the stacked tensors.
+
+Views, not the stacked tensors: a fused kernel splits each tensor into a vectorised body and a
+scalar tail by its own length, and the two round differently in the last bit. Stepping replica
+k's tensors as tensors of the single run's shapes makes its update the single run's update.
+
+Not ``optimizer.step()`` when it can be avoided: over K x L views its per-tensor Python (state
+lookup, one step-counter add per tensor) costs ~0.3 ms per step for 8 replicas of a 3-layer MLP,
+more than the update itself. For the fused SGD, Adam and AdamW that lth builds by default
+(lth.train.optim.prefer_fused), ``ReplicaStep`` makes the kernel call ``optimizer.step()``
+would make, once per step, with state kept in stacked [K, ...] tensors. Anything else (unfused,
+several parameter groups, capturable, ...) goes through ``optimizer.step()`` on the views.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_KERNELS = {torch.optim.Adam: torch._fused_adam_, torch.optim.AdamW: torch._fused_adamw_}
+
+
+def _fused_plain(optimizer: torch.optim.Optimizer) -> bool:
+    groups = optimizer.param_groups
+    if len(groups) != 1 or optimizer.state or type(optimizer) not in (*_KERNELS,
+                                                                       torch.optim.SGD):
+        return False
+    g = groups[0]
+    return bool(g.get("fused")) and not g.get("capturable") and not g.get("differentiable")
+
+
+class ReplicaStep:
+    """Steps ``optimizer`` (built over ``views``) with the stacked params' gradients.
+
+    ``stacked`` are the [K, ...] leaf tensors; ``views`` their per-replica slices, replica by
+    replica (``views[k * L + i]`` is ``stacked[i][k]``), which ``optimizer`` was built over.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, stacked: list[torch.Tensor],
+                 views: list[torch.Tensor]) -> None:
+        self.optimizer, self.stacked, self.views = optimizer, stacked, views
+        self.k = stacked[0].shape[0] if stacked else 0
+        self.direct = _fused_plain(optimizer)
+        if not self.direct:
+            return
+        g = optimizer.param_groups[0]
+
+        def state() -> list[torch.Tensor]:
+            return self._per_replica([torch.zeros_like(t) for t in stacked])
+
+        if isinstance(optimizer, torch.optim.SGD):
+            self.buffers = state() if g["momentum"] != 0 else []
+            self.first = True
+        else:
+            self.exp_avgs, self.exp_avg_sqs = state(), state()
+            self.max_exp_avg_sqs = state() if g["amsgrad"] else []
+            self.steps = torch.zeros(len(views), device=stacked[0].device)
+            self.step_views = list(self.steps.unbind(0))
+
+    def _per_replica(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Replica-major views of [K, ...] tensors, in the order of ``views``."""
+        slices = [t.unbind(0) for t in tensors]
+        return [s[k] for k in range(self.k) for s in slices]
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every replica from the stacked params' current ``.grad``."""
+        grads = self._per_replica([t.grad for t in self.stacked])
+        if not self.direct:
+            for v, grad in zip(self.views, grads):
+                v.grad = grad
+            self.optimizer.step()
+            return
+        g = self.optimizer.param_groups[0]
+        if isinstance(self.optimizer, torch.optim.SGD):
+            torch._fused_sgd_(self.views, grads, self.buffers, weight_decay=g["weight_decay"],
+                              momentum=g["momentum"], lr=g["lr"], dampening=g["dampening"],
+                              nesterov=g["nesterov"], maximize=g["maximize"],
+                              is_first_step=self.first and g["momentum"] != 0)
+            self.first = False
+            return
+        self.steps.add_(1)  # one add for all: the kernel reads each tensor's own counter
+        kernel = (torch._fused_adamw_ if g.get("decoupled_weight_decay")
+                  or isinstance(self.optimizer, torch.optim.AdamW) else torch._fused_adam_)
+        beta1, beta2 = g["betas"]
+        kernel(self.views, grads, self.exp_avgs, self.exp_avg_sqs, self.max_exp_avg_sqs,
+               self.step_views, lr=g["lr"], beta1=beta1, beta2=beta2,
+               weight_decay=g["weight_decay"], eps=g["eps"], amsgrad=g["amsgrad"],
+               maximize=g["maximize"])
