@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-import os
 import platform
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -13,28 +10,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.errors import report_errors, run_cli  # noqa: F401 - light, for --help
 from lth.data import Dataset, load_dataset
 from lth.errors import ConfigError, LthError
-
-
-def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Print an LthError as one line and exit 2 (traceback with HYDRA_FULL_ERROR=1)."""
-
-    @functools.wraps(main)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return main(*args, **kwargs)
-        except LthError as e:
-            if os.environ.get("HYDRA_FULL_ERROR") == "1":
-                raise
-            print(f"error: {e}", file=sys.stderr, flush=True)
-            sys.exit(2)
-        except KeyboardInterrupt:
-            print("interrupted: completed rounds are kept; rerun the same command to resume",
-                  file=sys.stderr)
-            sys.exit(130)
-
-    return wrapper
+from lth.train.optim import prefer_fused
 
 
 def to_dict(cfg: DictConfig) -> dict[str, Any]:
@@ -98,7 +77,7 @@ def optimizer_factory(cfg: DictConfig) -> Callable[..., torch.optim.Optimizer]:
     """The partial optimizer of ``cfg.optimizer`` (call it with parameters)."""
     if cfg.optimizer.lr <= 0:
         raise ConfigError(f"optimizer.lr={cfg.optimizer.lr} must be positive")
-    return instantiate(cfg.optimizer)
+    return prefer_fused(instantiate(cfg.optimizer))
 
 
 def versions() -> dict[str, str]:

@@ -9,12 +9,13 @@ skipped, so rerunning the command does nothing more.
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.common import report_errors
+from experiments.errors import report_errors
 from experiments.lottery import build, open_sink, print_control
 from experiments.schema import LotterySchema, register
 from lth.errors import ConfigError
@@ -44,22 +45,24 @@ def run(cfg: DictConfig) -> Path:
     """Train the requested controls of the run ``cfg.run_dir``; returns the run directory."""
     names = check_controls([cfg.control] if isinstance(cfg.control, str) else cfg.control)
     stored = run_config(cfg)
-    lottery = build(stored)
-    store = lottery.store
-    if store.root != Path(cfg.run_dir).resolve():
-        raise ConfigError(f"{cfg.run_dir}/config.yaml hashes to {store.root.name}, not to the "
-                          "directory's name: it was changed or made by another lth version")
-    pairs = pending_controls(lottery, names, list(cfg.rounds) or None)
-    print(format_header())
-    if not pairs:
-        print("the requested controls are stored; nothing to train")
-        return store.root
-    lottery.sink = open_sink(stored, store)
-    try:
-        for k, name in pairs:
-            print_control(run_control(lottery, k, name))
-    finally:
-        lottery.sink.close()
+    with ExitStack() as locks:
+        lottery = build(stored, locks)
+        store = lottery.store
+        if store.root != Path(cfg.run_dir).resolve():
+            raise ConfigError(f"{cfg.run_dir}/config.yaml hashes to {store.root.name}, not to "
+                              "the directory's name: it was changed or made by another lth "
+                              "version")
+        pairs = pending_controls(lottery, names, list(cfg.rounds) or None)
+        print(format_header())
+        if not pairs:
+            print("the requested controls are stored; nothing to train")
+            return store.root
+        lottery.sink = open_sink(stored, store)
+        try:
+            for k, name in pairs:
+                print_control(run_control(lottery, k, name))
+        finally:
+            lottery.sink.close()
     return store.root
 
 
@@ -71,4 +74,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments.errors import run_cli
+
+    run_cli(main)

@@ -21,6 +21,8 @@ class TrainSchema:
     milestones: list[str] = field(default_factory=list)  # durations where lr *= gamma
     gamma: float = 0.1                # lr decay factor at each milestone
     warmup: str = "0it"               # linear warmup duration
+    # mid-round checkpoint interval (duration; "0it" = only the round's end); not hashed
+    checkpoint_every: str = "500it"
 
 
 @dataclass
@@ -35,6 +37,8 @@ class PruneSchema:
     retrain: str = "weight_rewind"       # weight_rewind | lr_rewind | finetune
     finetune_duration: str = "0it"       # training per round when retrain=finetune
     prune_bias: bool = False             # also prune conv/linear biases
+    granularity: str = "weight"          # weight | channel (whole filters/neurons, by DepGraph)
+    channel_score: str = "l1"            # granularity=channel: l1 | l2 | bn (BatchNorm |gamma|)
     # random_reinit | random_prune: trained beside each round k >= 1 (not hashed)
     controls: list[str] = field(default_factory=list)
     oneshot: bool = False                # one step from dense to the density of `rounds` rounds
@@ -89,12 +93,26 @@ class LotterySchema:
     output_root: str = "runs"         # root of the run store
     device: str = "auto"              # auto | cpu | cuda | cuda:<i>
     progress: bool = True             # progress bar during training
+    replicas: int = 1                 # seeds seed..seed+replicas-1 trained together (vmap)
     model: Any = MISSING              # a _target_ node from conf/model
     dataset: DatasetSchema = field(default_factory=DatasetSchema)
     optimizer: Any = MISSING          # a _partial_ optimizer from conf/optimizer
     train: TrainSchema = field(default_factory=TrainSchema)
     prune: PruneSchema = field(default_factory=PruneSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)
+
+
+@dataclass
+class ExportSchema:
+    run_dir: str | None = None        # a run directory printed by experiments.lottery
+    round: int | None = None          # round to export (None: the last completed one)
+    format: str = "onnx"              # onnx | sparse (compressed ticket checkpoint)
+    quantize: str | None = None       # None | int8 (static, calibrated on training batches)
+    structured: bool | None = None    # remove dead channels (None: if prune.granularity=channel)
+    out_dir: str | None = None        # None: <run_dir>/export/round_<k>
+    calibration_batches: int = 8      # training batches for int8 calibration
+    batch_size: int = 32              # samples per calibration batch
+    opset: int = 17                   # ONNX opset
 
 
 @dataclass
@@ -111,6 +129,7 @@ def register() -> None:
     """Add the schemas to Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="lottery_schema", node=LotterySchema)
+    cs.store(name="export_schema", node=ExportSchema)
     cs.store(name="control_schema", node=ControlSchema)
     cs.store(group="dataset", name="dataset_schema", node=DatasetSchema)
     cs.store(group="optimizer", name="sgd_schema", node=SGDSchema)

@@ -23,3 +23,11 @@ class CheckpointError(LthError):
 
 class TrainingError(LthError):
     """Training cannot go on (e.g. a NaN loss); completed rounds are kept."""
+
+
+class StorageError(LthError):
+    """The run store cannot be written (no space, read-only, not a directory)."""
+
+
+class LockError(LthError):
+    """Another process is working on the same run directory."""

@@ -136,7 +136,8 @@ def test_default_config_hash_is_pinned() -> None:
 def test_hash_ignores_logging_paths_and_rounds() -> None:
     base = config_hash(to_dict(compose_with([])))
     for override in ["wandb.mode=disabled", "output_root=/elsewhere", "progress=false",
-                     "device=cpu", "prune.rounds=30", "name=other"]:
+                     "device=cpu", "prune.rounds=30", "name=other",
+                     "train.checkpoint_every=100it"]:
         assert config_hash(to_dict(compose_with([override]))) == base, override
     for override in ["seed=1", "prune.fraction=0.3", "train.duration=10it", "model=cnn1d"]:
         assert config_hash(to_dict(compose_with([override]))) != base, override

@@ -117,10 +117,60 @@ class BatchIterator:
         if epoch != self._epoch:
             self._start_epoch(epoch)
         idx = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
-        xb, yb = self.x[idx], self.y[idx]
+        # index_select: the same gather as x[idx], 2-5x less overhead on a CPU.
+        xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
         if self.augment:
             xb = flip_crop(xb, self._flip[idx], self._dy[idx], self._dx[idx])
         return xb, yb
+
+
+class StackedBatches:
+    """The batches of K BatchIterators (one per seed) over the same tensors, in one gather.
+
+    batch(it) -> x [K, B, ...], y [K * B]: x[k] and y[k*B:(k+1)*B] are exactly
+    ``BatchIterator(x, y, batch_size, seeds[k], augment).batch(it)``. One index op for all K
+    instead of K, for training K seeds together (lth.train.replicas).
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        batch_size: int,
+        seeds: list[int],
+        augment: bool = False,
+    ) -> None:
+        if not seeds:
+            raise ValueError("StackedBatches needs at least one seed")
+        self.iters = [BatchIterator(x, y, batch_size, s, augment) for s in seeds]
+        self.x, self.y, self.batch_size, self.augment = x, y, batch_size, augment
+        self.iters_per_epoch = self.iters[0].iters_per_epoch
+        self._epoch = -1
+        self._perm = self._flip = self._dy = self._dx = torch.empty(0, dtype=torch.int64)
+
+    def batch(self, it: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch number `it` of every seed: x [K, B, ...], y [K * B]."""
+        if it < 0:
+            raise ValueError(f"iteration must be >= 0, got {it}")
+        epoch, i = divmod(it, self.iters_per_epoch)
+        if epoch != self._epoch:
+            for b in self.iters:
+                b._start_epoch(epoch)
+            self._perm = torch.stack([b._perm for b in self.iters])  # [K, N]
+            if self.augment:
+                self._flip, self._dy, self._dx = (
+                    torch.stack([getattr(b, a) for b in self.iters])
+                    for a in ("_flip", "_dy", "_dx"))
+            self._epoch = epoch
+        cols = self._perm[:, i * self.batch_size : (i + 1) * self.batch_size]  # [K, B]
+        idx = cols.reshape(-1)
+        xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
+        if self.augment:
+            # The per-sample draws of seed k, at seed k's sample ids.
+            flip, dy, dx = (t.gather(1, cols).reshape(-1)
+                            for t in (self._flip, self._dy, self._dx))
+            xb = flip_crop(xb, flip, dy, dx)
+        return xb.view(len(self.iters), self.batch_size, *xb.shape[1:]), yb
 
 
 def eval_batches(

@@ -7,21 +7,62 @@ and the result then lives on the device for the BatchIterator.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import IO, Any, ClassVar
 
 import numpy as np
 import torch
-from torchvision import datasets as tvd
 
 from lth.data.dataset import Dataset, normalize_
 from lth.errors import DataError
 
 
-class _LocalCIFAR10(tvd.CIFAR10):
-    """CIFAR10 that only checks the batch files exist, not their md5.
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles CIFAR's python batches (dicts of numpy arrays, lists and strings) and nothing
+    else: any other global is refused, so a doctored dataset file cannot run code."""
+
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a dataset file")
+        return super().find_class(module, name)
+
+
+class _SafePickle:
+    """Stands in for the ``pickle`` module inside torchvision's CIFAR reader."""
+
+    UnpicklingError = pickle.UnpicklingError
+
+    @staticmethod
+    def load(file: IO[bytes], *, encoding: str = "ASCII") -> Any:
+        return _ArraysOnly(file, encoding=encoding).load()
+
+
+@contextmanager
+def _safe_cifar_unpickling() -> Iterator[None]:
+    import torchvision.datasets.cifar as tv_cifar
+
+    saved = tv_cifar.pickle
+    tv_cifar.pickle = _SafePickle  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        tv_cifar.pickle = saved
+
+
+@functools.cache
+def _without_md5(stock: type) -> type:
+    """A subclass of torchvision's CIFAR10/100 that only checks the batch files exist.
 
     Stock torchvision hashes all 170 MB on every construction (seconds on each start of a
     run) and rejects any file that is not the official one, such as the tiny files the
@@ -29,27 +70,23 @@ class _LocalCIFAR10(tvd.CIFAR10):
     class, whose md5 check then catches a broken download.
     """
 
-    meta: ClassVar[dict] = {**tvd.CIFAR10.meta, "md5": None}
-
-    def _check_integrity(self) -> bool:
+    def _check_integrity(self: Any) -> bool:
         files = [f for f, _ in self.train_list + self.test_list]
         return all(
             os.path.isfile(os.path.join(self.root, self.base_folder, f)) for f in files
         )
 
-
-class _LocalCIFAR100(tvd.CIFAR100):
-    """CIFAR100 without the md5 check; see _LocalCIFAR10 for why."""
-
-    meta: ClassVar[dict] = {**tvd.CIFAR100.meta, "md5": None}
-    _check_integrity = _LocalCIFAR10._check_integrity
+    attrs = {"meta": {**stock.meta, "md5": None}, "_check_integrity": _check_integrity}
+    return type(f"_Local{stock.__name__}", (stock,), attrs)
 
 
 @dataclass(frozen=True)
 class _Spec:
     label: str  # the name users know, used in messages
-    stock: type  # the torchvision class (downloads)
-    local: type  # the class used when download=False
+    # torchvision.datasets class name; imported when a dataset is loaded, not before
+    # (importing torchvision takes seconds and the embedded datasets never need it)
+    stock: str
+    md5_free: bool  # download=False uses _without_md5(stock) instead of the stock class
     folder: str  # under root
     files: tuple[str, ...]  # in folder: what torchvision reads
     mean: tuple[float, ...]
@@ -75,8 +112,8 @@ _CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + (
 SPECS: dict[str, _Spec] = {
     "mnist": _Spec(
         "MNIST",
-        tvd.MNIST,
-        tvd.MNIST,
+        "MNIST",
+        False,
         "MNIST/raw",
         _MNIST_FILES,
         (0.1307,),
@@ -85,8 +122,8 @@ SPECS: dict[str, _Spec] = {
     ),
     "fashion_mnist": _Spec(
         "FashionMNIST",
-        tvd.FashionMNIST,
-        tvd.FashionMNIST,
+        "FashionMNIST",
+        False,
         "FashionMNIST/raw",
         _MNIST_FILES,
         (0.2860,),
@@ -95,8 +132,8 @@ SPECS: dict[str, _Spec] = {
     ),
     "cifar10": _Spec(
         "CIFAR-10",
-        tvd.CIFAR10,
-        _LocalCIFAR10,
+        "CIFAR10",
+        True,
         "cifar-10-batches-py",
         _CIFAR10_FILES,
         (0.4914, 0.4822, 0.4465),
@@ -105,8 +142,8 @@ SPECS: dict[str, _Spec] = {
     ),
     "cifar100": _Spec(
         "CIFAR-100",
-        tvd.CIFAR100,
-        _LocalCIFAR100,
+        "CIFAR100",
+        True,
         "cifar-100-python",
         ("train", "test", "meta"),
         (0.5071, 0.4865, 0.4409),
@@ -133,11 +170,16 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-def _open(spec: _Spec, root: str, train: bool, download: bool) -> tvd.VisionDataset:
+def _open(spec: _Spec, root: str, train: bool, download: bool) -> Any:
     """Construct the torchvision dataset, turning its failures into one-line DataErrors."""
-    cls = spec.stock if download else spec.local
+    from torchvision import datasets as tvd
+
+    cls = getattr(tvd, spec.stock)
+    if spec.md5_free and not download:
+        cls = _without_md5(cls)
     try:
-        return cls(root, train=train, download=download)
+        with _safe_cifar_unpickling():
+            return cls(root, train=train, download=download)
     except _FAILURES as err:
         # torchvision raises RuntimeError both for missing and for malformed files, so
         # tell them apart by looking at the disk.

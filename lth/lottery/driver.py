@@ -20,13 +20,16 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from lth.data import Dataset
-from lth.errors import ConfigError
+from lth.errors import CheckpointError, ConfigError
+from lth.lottery import checkpoint
+from lth.lottery.faults import kill_point
 from lth.lottery.seeds import derive_seed
 from lth.lottery.store import RunStore
 from lth.pruning import (
@@ -45,7 +48,7 @@ from lth.pruning import (
     total,
 )
 from lth.tracking import Sink
-from lth.train import TrainResult, constant_schedule, train
+from lth.train import TrainResult, TrainState, constant_schedule, train
 from lth.train.schedule import LRFactor
 
 RETRAIN_MODES = ("weight_rewind", "lr_rewind", "finetune")
@@ -67,6 +70,7 @@ class LotterySettings:
     finetune_iters: int = 0
     eval_every: int = 0
     include_bias: bool = False
+    checkpoint_every: int = 0  # iterations between mid-round checkpoints (0: none)
     oneshot: bool = False               # one step from dense to the density of `rounds` rounds
     schedule: tuple[float, ...] = ()    # explicit target density of each round k >= 1
 
@@ -126,6 +130,18 @@ class LotterySettings:
 
 
 @dataclass
+class RoundStart:
+    """A round ready to train: its model (at the start state), mask, span and hooks."""
+
+    k: int
+    model: nn.Module
+    mask: Mask
+    span: dict[str, Any]  # start, end (iterations) and lr (the LRFactor)
+    hooks: dict[int, Callable[[nn.Module], None]]
+    began: float  # perf_counter() when the round began
+
+
+@dataclass
 class Lottery:
     """One IMP experiment: settings, data, how to build the model and optimizer, where to log."""
 
@@ -139,16 +155,45 @@ class Lottery:
     device: torch.device
     progress: bool = False
     on_round_start: Callable[[int, nn.Module, Mask], None] | None = None
+    # prune_mask's signature; lth.pruning.structured.ChannelPruner for channel pruning.
+    pruner: Callable[..., Mask] = prune_mask
 
     # -- helpers ---------------------------------------------------------------------------
+    def _load_state(self, model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
+        """The tensors of ``path``, checked to fit ``model`` name by name and shape by shape."""
+        state = self.store.load_tensors(path)
+        expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
+        if {n: tuple(t.shape) for n, t in state.items()} != expected:
+            odd = sorted(set(state).symmetric_difference(expected)) or sorted(
+                n for n in state if tuple(state[n].shape) != expected[n])
+            raise CheckpointError(
+                f"{path} does not match the model (layers {', '.join(odd[:3])} differ): it was "
+                "made for another model; delete the run directory or choose the matching model")
+        return state
+
     def _initial_model(self) -> nn.Module:
         torch.manual_seed(self.settings.init_seed)
         model = self.make_model().to(self.device)
         if self.store.init_path.exists():
-            model.load_state_dict(self.store.load_tensors(self.store.init_path))
+            model.load_state_dict(self._load_state(model, self.store.init_path))
         else:
             self.store.save_tensors(self.store.init_path, model.state_dict())
         return model
+
+    def _resume(self, k: int, span: dict[str, Any], model: nn.Module,
+                optimizer: torch.optim.Optimizer) -> tuple[TrainState | None, float]:
+        """Restore round ``k``'s checkpoint, if there is one: (loop state, wall time so far)."""
+        path = self.store.checkpoint_path(k)
+        if not path.exists():
+            return None, 0.0
+        ckpt = self.store.load(path, f"delete it to restart round {k} from its beginning")
+        return checkpoint.unpack(ckpt, path, k, (span["start"], span["end"]), model, optimizer)
+
+    def _checkpoint(self, k: int, span: dict[str, Any], state: TrainState, model: nn.Module,
+                    optimizer: torch.optim.Optimizer, wall_s: float) -> None:
+        self.store.save(self.store.checkpoint_path(k), checkpoint.pack(
+            k, (span["start"], span["end"]), state, model, optimizer, wall_s))
+        kill_point(f"checkpoint:{k}:{state.it}")
 
     def _round_start(self, k: int, model: nn.Module) -> tuple[Mask, dict[str, Any]]:
         """Mask and (start, end, lr factor) of round k, with ``model`` set to its start state."""
@@ -158,10 +203,10 @@ class Lottery:
                 start=0, end=s.iterations, lr=self.lr_factor)
         prev_mask = self.store.load_tensors(self.store.mask_path(k - 1))
         check_mask(model, prev_mask, str(self.store.mask_path(k - 1)))
-        prev_final = self.store.load_tensors(self.store.final_path(k - 1))
+        prev_final = self._load_state(model, self.store.final_path(k - 1))
         rates = layer_rates(model, sorted(prev_mask), s.rates)
-        mask = prune_mask(prev_final, prev_mask, strategy=s.strategy,
-                          densities=s.round_densities(k, rates), seed=s.prune_seed(k))
+        mask = self.pruner(prev_final, prev_mask, strategy=s.strategy,
+                           densities=s.round_densities(k, rates), seed=s.prune_seed(k))
         span = self.start_weights(k, model)
         apply_mask(model, mask)
         return mask, span
@@ -173,9 +218,9 @@ class Lottery:
         """
         s = self.settings
         if s.retrain == "weight_rewind":
-            model.load_state_dict(self.store.load_tensors(self.store.rewind_path))
+            model.load_state_dict(self._load_state(model, self.store.rewind_path))
             return dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)
-        model.load_state_dict(self.store.load_tensors(self.store.final_path(k - 1)))
+        model.load_state_dict(self._load_state(model, self.store.final_path(k - 1)))
         if s.retrain == "lr_rewind":
             return dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)
         final_lr = constant_schedule(self.lr_factor(s.iterations - 1))
@@ -197,34 +242,50 @@ class Lottery:
         return record
 
     # -- the loop --------------------------------------------------------------------------
-    def run_round(self, k: int) -> dict[str, Any]:
-        """Run round ``k`` (its predecessors must be complete) and store its files."""
-        s = self.settings
+    def begin_round(self, k: int) -> RoundStart:
+        """Round ``k``'s model at its start state, mask, span and hooks (no training yet)."""
         began = time.perf_counter()
         model = self._initial_model()
         mask, span = self._round_start(k, model)
         if self.on_round_start is not None:
             self.on_round_start(k, model, mask)
-        hooks = {}
+        hooks: dict[int, Callable[[nn.Module], None]] = {}
         if k == 0:
-            hooks[s.rewind_iter] = lambda m: self.store.save_tensors(
+            hooks[self.settings.rewind_iter] = lambda m: self.store.save_tensors(
                 self.store.rewind_path, m.state_dict())
+        return RoundStart(k, model, mask, span, hooks, began)
+
+    def finish_round(self, start: RoundStart, result: TrainResult) -> dict[str, Any]:
+        """Store round ``start.k``'s files and record (the record last) and log it."""
+        k, span = start.k, start.span
+        record = self._record(k, start.mask, result, span["end"] - span["start"],
+                              time.perf_counter() - start.began)
+        self.store.save_tensors(self.store.mask_path(k), start.mask)
+        self.store.save_tensors(self.store.final_path(k), start.model.state_dict())
+        self.store.write_text(self.store.curve_path(k), json.dumps(result.evals))
+        self.store.append_metrics(record)
+        self.store.remove(self.store.checkpoint_path(k))
+        self.sink.log_round(record)
+        return record
+
+    def run_round(self, k: int) -> dict[str, Any]:
+        """Run round ``k`` (its predecessors must be complete) and store its files."""
+        s = self.settings
+        start = self.begin_round(k)
+        model, mask, span, hooks = start.model, start.mask, start.span, start.hooks
         optimizer = self.make_optimizer(model.parameters())
+        resume, spent = self._resume(k, span, model, optimizer)
+        start.began -= spent  # wall time includes what a killed process already spent
         result = train(
             model, self.data, optimizer, start_iter=span["start"], end_iter=span["end"],
             batch_size=s.batch_size, seed=s.data_seed, lr_factor=span["lr"], mask=mask,
             eval_every=s.eval_every, hooks=hooks, progress=self.progress,
             on_eval=lambda it, point: self.sink.log_curve(k, it, point),
-            desc=f"round {k}",
+            desc=f"round {k}", checkpoint_every=s.checkpoint_every, resume=resume,
+            on_checkpoint=lambda state: self._checkpoint(
+                k, span, state, model, optimizer, time.perf_counter() - start.began),
         )
-        record = self._record(k, mask, result, span["end"] - span["start"],
-                              time.perf_counter() - began)
-        self.store.save_tensors(self.store.mask_path(k), mask)
-        self.store.save_tensors(self.store.final_path(k), model.state_dict())
-        self.store.write_text(self.store.curve_path(k), json.dumps(result.evals))
-        self.store.append_metrics(record)
-        self.sink.log_round(record)
-        return record
+        return self.finish_round(start, result)
 
     def pending_rounds(self) -> list[int]:
         """Rounds not yet complete, in order."""
@@ -234,6 +295,10 @@ class Lottery:
     def run(self, on_round: Callable[[dict[str, Any]], None] | None = None
             ) -> list[dict[str, Any]]:
         """Run every pending round; returns all records, stored ones included."""
+        for k in range(len(self.store.read_metrics())):
+            # A kill between a round's metrics line and its checkpoint's removal leaves one.
+            if self.store.checkpoint_path(k).exists():
+                self.store.remove(self.store.checkpoint_path(k))
         for k in self.pending_rounds():
             record = self.run_round(k)
             if on_round is not None:

@@ -10,16 +10,23 @@ Layout of a run directory ``<output_root>/<name>/<config hash>/``::
     round_<k>/mask.pt  the round's mask (name -> bool tensor)
     round_<k>/final.pt the round's trained state dict
     round_<k>/curve.json the round's evaluation points (iteration, losses, accuracies)
+    round_<k>/checkpoint.pt  mid-round state (only while the round is incomplete)
+    <file>.pt.sha256   sha256 of each .pt file (``sha256sum -c`` format), checked on load
+    .lock              held (flock) by the process working on the run; holds its PID
     round_<k>/controls/<control>/{mask.pt,final.pt,curve.json}  a control trained beside it
     controls.jsonl     one JSON object per completed (round, control)
 
-A round is complete when its line is in metrics.jsonl; that line is written last. The same
-holds for a control and its line in controls.jsonl.
+A round is complete when its line is in metrics.jsonl; that line is written last.
+The same holds for a control and its line in controls.jsonl.
+Every file is written to a temporary name and renamed. A ``.pt`` file's checksum is removed
+before the file is replaced and written after it, so a crash between the two leaves a file
+without a checksum (still checked for structure), never a file with a wrong one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -28,22 +35,32 @@ from typing import Any
 
 import torch
 
-from lth.errors import CheckpointError, ConfigError
+from lth.errors import CheckpointError, ConfigError, StorageError
+from lth.lottery.faults import kill_point
 
 # Keys that change where or how a run is logged, not what it computes: not hashed.
-NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "device", "hydra"})
+# ``replicas`` trains seeds side by side; each seed's run is the run of that seed alone.
+NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "device", "hydra",
+                               "replicas"})
 # Nested keys that do not change the result of any stored round: ``prune.rounds`` only says
 # how far to go, so raising it extends an existing run instead of starting a new one; where
-# the data files lie does not change the data; ``prune.controls`` only adds runs beside the
-# ticket's rounds, so adding a control completes it on the existing run.
-NON_SEMANTIC_NESTED = ("prune.rounds", "prune.controls", "dataset.root", "dataset.download")
+# the data files lie does not change the data; resuming from a checkpoint is bit-identical;
+# ``prune.controls`` only adds runs beside the ticket's rounds, so adding a control completes
+# it on the existing run.
+NON_SEMANTIC_NESTED = ("prune.rounds", "prune.controls", "dataset.root", "dataset.download",
+                       "train.checkpoint_every")
 # Nested keys above that do change results when another key is true: a one-shot run prunes
 # straight to the density of ``prune.rounds`` rounds. Format: dotted key -> dotted condition.
 SEMANTIC_WHEN: dict[str, str] = {"prune.rounds": "prune.oneshot"}
 # Keys added after runs were stored: dropped from the hash while they hold the value that
 # reproduces the old behaviour, so adding a key never renames existing runs.
 # Format: dotted key -> default value.
-HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {"prune.oneshot": False, "prune.schedule": []}
+HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "prune.granularity": "weight",
+    "prune.channel_score": "l1",
+    "prune.oneshot": False,
+    "prune.schedule": [],
+}
 
 
 def _get(cfg: dict[str, Any], dotted: str) -> Any:
@@ -85,18 +102,37 @@ def config_hash(cfg: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+TEMP_SUFFIX = ".tmp"
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as f:
-            write(f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        kill_point(f"write:{path.parent.name}/{path.name}")
         os.replace(tmp, path)
+    except OSError as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise StorageError(
+            f"cannot write {path} ({e.strerror or e}): free disk space or set output_root to "
+            "a writable location, then rerun to resume (completed rounds are kept)"
+        ) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def checksum_path(path: Path) -> Path:
+    """The sidecar holding ``path``'s sha256, in ``sha256sum`` format."""
+    return path.with_name(path.name + ".sha256")
 
 
 class RunStore:
@@ -152,14 +188,22 @@ class RunStore:
     def controls_path(self) -> Path:
         return self.root / "controls.jsonl"
 
+    def checkpoint_path(self, k: int) -> Path:
+        return self.round_dir(k) / "checkpoint.pt"
+
+    @property
+    def lock_path(self) -> Path:
+        return self.root / ".lock"
+
     # -- io --------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Create the directory; a clear error if output_root cannot be written."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / ".write_probe"
-            probe.write_bytes(b"")
-            probe.unlink()
+            # A unique name: two processes probing at once must not delete each other's.
+            fd, probe = tempfile.mkstemp(dir=self.root, prefix=".probe.", suffix=TEMP_SUFFIX)
+            os.close(fd)
+            os.unlink(probe)
         except OSError as e:
             raise ConfigError(
                 f"cannot write the run directory {self.root} ({e.strerror}): set output_root "
@@ -167,31 +211,68 @@ class RunStore:
             ) from None
 
     def write_text(self, path: Path, text: str) -> None:
-        _atomic_write(path, lambda f: f.write(text.encode()))
+        _atomic_write(path, text.encode())
 
-    def save_tensors(self, path: Path, tensors: dict[str, torch.Tensor]) -> None:
-        """Save a flat dict of tensors (moved to CPU) atomically."""
-        cpu = {k: v.detach().cpu() for k, v in tensors.items()}
-        _atomic_write(path, lambda f: torch.save(cpu, f))
+    def save(self, path: Path, obj: Any) -> None:
+        """Save ``obj`` (tensors, numbers, strings, lists, dicts) atomically with a checksum."""
+        buf = io.BytesIO()
+        torch.save(obj, buf)
+        data = buf.getvalue()
+        checksum_path(path).unlink(missing_ok=True)
+        _atomic_write(path, data)
+        _atomic_write(checksum_path(path),
+                      f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
 
-    def load_tensors(self, path: Path) -> dict[str, torch.Tensor]:
-        """Load a dict of tensors with ``weights_only=True``; CheckpointError if unreadable."""
-        if not path.exists():
+    def load(self, path: Path, fix: str) -> Any:
+        """Load with ``weights_only=True`` after checking the checksum; CheckpointError (whose
+        message ends with ``fix``) if the file is missing, corrupt or truncated."""
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
             raise CheckpointError(
                 f"{path} is missing: the run directory is incomplete; delete the round's "
                 "metrics line or the run directory to redo it"
-            )
+            ) from None
+        except OSError as e:
+            raise CheckpointError(f"{path} cannot be read ({e.strerror}): {fix}") from None
+        sidecar = checksum_path(path)
+        if sidecar.exists():
+            expected = sidecar.read_text().split(maxsplit=1)[:1]
+            if expected != [hashlib.sha256(data).hexdigest()]:
+                raise CheckpointError(f"{path} is corrupt or truncated (its sha256 differs from "
+                                      f"{sidecar.name}): {fix}")
         try:
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for damaged files
             raise CheckpointError(
-                f"{path} is corrupt or truncated ({type(e).__name__}); delete it and the "
-                "metrics lines of its round and later rounds to redo them"
-            ) from None
+                f"{path} is corrupt or truncated ({type(e).__name__}): {fix}") from None
+
+    def save_tensors(self, path: Path, tensors: dict[str, torch.Tensor]) -> None:
+        """Save a flat dict of tensors (moved to CPU) atomically, with a checksum."""
+        self.save(path, {k: v.detach().cpu() for k, v in tensors.items()})
+
+    def load_tensors(self, path: Path) -> dict[str, torch.Tensor]:
+        """Load a dict of tensors with ``weights_only=True``; CheckpointError if unreadable."""
+        fix = ("delete it and the metrics lines of its round and later rounds to redo them"
+               if path.parent.name.startswith("round_") else
+               "delete the run directory to start the experiment again")
+        data = self.load(path, fix)
         if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor)
                                                  for v in data.values()):
-            raise CheckpointError(f"{path} is not a tensor dict; delete it to redo its round")
+            raise CheckpointError(f"{path} is not a tensor dict: {fix}")
         return data
+
+    def remove(self, path: Path) -> None:
+        """Delete a file and its checksum (missing ones are fine)."""
+        path.unlink(missing_ok=True)
+        checksum_path(path).unlink(missing_ok=True)
+
+    def remove_temporaries(self) -> None:
+        """Delete temporary files left by a killed process (call while holding the lock)."""
+        for tmp in [*self.root.glob(f".*{TEMP_SUFFIX}"),
+                    *self.root.glob(f"round_*/.*{TEMP_SUFFIX}"),
+                    *self.root.glob(f"round_*/controls/*/.*{TEMP_SUFFIX}")]:
+            tmp.unlink(missing_ok=True)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The completed rounds' records, in order."""

@@ -2,7 +2,10 @@
 
 The loop knows nothing about pruning except that pruned weights (mask False) must stay exactly
 zero: their gradients are zeroed before each optimizer step (so momentum, weight decay and Adam
-state never build up for them) and the weights are re-masked after it.
+state never build up for them). SGD, Adam and AdamW then leave a weight with zero gradient, zero
+value and zero state exactly at zero, so for them that one multiply per step is the whole cost
+(weights and state are masked once, at the start); any other optimizer also gets its weights
+re-masked after each step. All-True mask tensors (the dense round) cost nothing.
 """
 
 from __future__ import annotations
@@ -26,6 +29,26 @@ EvalCallback = Callable[[int, dict[str, float]], None]
 
 
 @dataclass
+class TrainState:
+    """The loop's own state when ``it`` iterations are done and nothing of iteration ``it`` has
+    run yet (no hook, no evaluation). With the model, optimizer and RNG states (saved by the
+    caller) it lets ``train(resume=...)`` continue bit-identically.
+
+    ``loss_sum`` (0-d float32) and ``steps`` accumulate the training loss since the last
+    evaluation; ``last_loss`` is the mean reported at that evaluation.
+    """
+
+    it: int
+    loss_sum: torch.Tensor
+    steps: int
+    last_loss: float
+    evals: list[dict[str, float]]
+
+
+CheckpointCallback = Callable[[TrainState], None]
+
+
+@dataclass
 class TrainResult:
     """What a round of training produced. Iterations count from the start of the schedule."""
 
@@ -42,16 +65,42 @@ class TrainResult:
     evals: list[dict[str, float]] = field(default_factory=list)
 
 
+# With zero gradient, value and state, these optimizers' update of a weight is exactly zero
+# (momentum, nesterov, weight decay, Adam moments, amsgrad, maximize, fused or not).
+ZERO_PRESERVING = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
+
+
 def _masked_pairs(
     model: nn.Module, mask: Mapping[str, torch.Tensor] | None
 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     if not mask:
         return [], []
     params = dict(model.named_parameters())
-    names = sorted(mask)
+    # An all-True tensor masks nothing: skipping it makes the dense round mask-free.
+    names = sorted(n for n in mask if not bool(mask[n].all()))
     # Float copies of the masks, so each step is one fused multiply per list.
     return ([params[n] for n in names],
             [mask[n].to(device=params[n].device, dtype=params[n].dtype) for n in names])
+
+
+@torch.no_grad()
+def mask_weights_and_state(optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
+                           masks: list[torch.Tensor]) -> None:
+    """Zero the pruned entries of ``params`` and of their optimizer state tensors, in place."""
+    if not params:
+        return
+    torch._foreach_mul_(params, masks)
+    for p, m in zip(params, masks):
+        for value in optimizer.state.get(p, {}).values():
+            if torch.is_tensor(value) and value.shape == m.shape:
+                value.mul_(m)
+
+
+def mask_grads(params: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
+    """Zero the pruned entries of the gradients of ``params`` (those that have one)."""
+    pairs = [(p.grad, m) for p, m in zip(params, masks) if p.grad is not None]
+    if pairs:
+        torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
 
 
 def _eval_point(model: nn.Module, data: Dataset, it: int, train_loss: float) -> dict[str, float]:
@@ -93,6 +142,9 @@ def train(
     on_eval: EvalCallback | None = None,
     progress: bool = False,
     desc: str = "train",
+    checkpoint_every: int = 0,
+    on_checkpoint: CheckpointCallback | None = None,
+    resume: TrainState | None = None,
 ) -> TrainResult:
     """Train ``model`` from iteration ``start_iter`` to ``end_iter`` (exclusive) in place.
 
@@ -101,10 +153,15 @@ def train(
     ``hooks[it](model)`` runs when ``it`` iterations are done (before iteration ``it``).
     Evaluation runs at ``start_iter``, every ``eval_every`` iterations (0: never in between)
     and at ``end_iter``. Raises TrainingError on a non-finite training loss.
+    ``on_checkpoint(state)`` runs every ``checkpoint_every`` iterations (0: never) strictly
+    between the first and the last iteration; ``resume`` continues from such a state (the
+    caller restores model, optimizer and RNG states first).
     """
     hooks = dict(hooks or {})
     batches = BatchIterator(data.x_train, data.y_train, batch_size, seed, augment=data.augment)
     params, masks = _masked_pairs(model, mask)
+    mask_weights_and_state(optimizer, params, masks)
+    remask = bool(params) and type(optimizer) not in ZERO_PRESERVING
     base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
     for group, lr in zip(optimizer.param_groups, base_lrs):
         group["initial_lr"] = lr
@@ -113,6 +170,12 @@ def train(
     steps = 0
     evals: list[dict[str, float]] = []
     last_loss = math.nan
+    first = start_iter
+    if resume is not None:
+        first, steps, last_loss = resume.it, resume.steps, resume.last_loss
+        loss_sum.copy_(resume.loss_sum)
+        evals = list(resume.evals)
+    save_every = checkpoint_every if on_checkpoint is not None else 0
 
     def record(it: int) -> None:
         nonlocal loss_sum, steps, last_loss
@@ -130,9 +193,11 @@ def train(
         if on_eval is not None:
             on_eval(it, point)
 
-    bar = tqdm(total=end_iter - start_iter, desc=desc, disable=not progress, leave=False,
+    bar = tqdm(total=end_iter - first, desc=desc, disable=not progress, leave=False,
                mininterval=0.5, dynamic_ncols=True)
-    for it in range(start_iter, end_iter):
+    for it in range(first, end_iter):
+        if save_every and it % save_every == 0 and it != first:
+            on_checkpoint(TrainState(it, loss_sum.clone(), steps, last_loss, list(evals)))
         if it in hooks:
             hooks.pop(it)(model)
         if it == start_iter or (eval_every and it % eval_every == 0):
@@ -145,11 +210,9 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if params:
-            grads = [p.grad for p in params if p.grad is not None]
-            if len(grads) == len(params):
-                torch._foreach_mul_(grads, masks)
+            mask_grads(params, masks)
         optimizer.step()
-        if params:
+        if remask:
             with torch.no_grad():
                 torch._foreach_mul_(params, masks)
         loss_sum += loss.detach()

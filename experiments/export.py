@@ -1,0 +1,76 @@
+"""Export a round of a run: ``python -m experiments.export run_dir=<dir> [round=k] ...``.
+
+``format=onnx`` (default) writes ``model.onnx`` (checked with onnx.checker, compared with
+PyTorch in ONNX Runtime), ``quantize=int8`` adds ``model.int8.onnx``, ``structured=true``
+removes the channels the mask leaves dead first (default: when the run pruned channels);
+``format=sparse`` writes the ticket as a compressed sparse checkpoint. Files go to
+``<run_dir>/export/round_<k>/`` with a ``report.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.common import load_data, model_factory, report_errors
+from experiments.schema import register
+from lth.errors import ConfigError
+from lth.lottery import RunStore
+
+register()
+
+
+def open_run(run_dir: str | None) -> tuple[RunStore, DictConfig]:
+    """The run's store and its stored config; ConfigError if it is not a run directory."""
+    if not run_dir:
+        raise ConfigError("run_dir is not set: pass run_dir=<the run directory printed by "
+                          "python -m experiments.lottery>")
+    store = RunStore(Path(run_dir).expanduser())
+    if not store.config_path.is_file():
+        raise ConfigError(f"run_dir={run_dir} has no config.yaml: it is not a run directory "
+                          "of python -m experiments.lottery")
+    return store, OmegaConf.load(store.config_path)  # type: ignore[return-value]
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Export the round ``cfg`` names; returns the report (also written as report.json)."""
+    from lth.export import pipeline as ex
+
+    ex.check_options(cfg.format, cfg.quantize, cfg.structured)
+    store, run_cfg = open_run(cfg.run_dir)
+    k = ex.resolve_round(store, cfg.round)
+    granularity = OmegaConf.select(run_cfg, "prune.granularity", default="weight")
+    structured = granularity == "channel" if cfg.structured is None else bool(cfg.structured)
+    if cfg.format == "onnx":
+        from lth.export import require_deploy
+
+        require_deploy()
+    data = load_data(run_cfg, torch.device("cpu"))
+    model = model_factory(run_cfg, data)()
+    mask = ex.load_round(model, store, k)
+    out_dir = Path(cfg.out_dir) if cfg.out_dir else store.root / "export" / f"round_{k}"
+    report: dict[str, Any] = {"run_dir": str(store.root), "round": k, "format": cfg.format}
+    if cfg.format == "sparse":
+        report.update(ex.export_sparse(model, mask, out_dir))
+    else:
+        report.update(ex.export_onnx_round(
+            model, mask, data, out_dir, structured=structured, quantize=cfg.quantize,
+            calibration=cfg.calibration_batches, batch_size=cfg.batch_size, opset=cfg.opset))
+    report["report"] = str(ex.write_report(out_dir, report))
+    return report
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+@report_errors
+def main(cfg: DictConfig) -> None:
+    report = run(cfg)
+    print(json.dumps(report, indent=2, sort_keys=True))
+
+
+if __name__ == "__main__":
+    main()

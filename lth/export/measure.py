@@ -1,0 +1,66 @@
+"""What a deployed model costs: parameters, MACs, file size and ONNX Runtime CPU latency.
+
+Latency is the median wall time of ``session.run`` over many repeats, after warm-up runs that
+are not counted. ``interleaved_latency`` times several models in turns (A, B, C, A, B, C, ...)
+so that a busy, shared machine slows them all alike and their ratios stay meaningful.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """Size of a PyTorch model: parameters, nonzero parameters and multiply-accumulates."""
+
+    params: int
+    nonzero: int
+    macs: int
+
+
+def model_cost(model: nn.Module, example_input: torch.Tensor) -> ModelCost:
+    """Parameters, nonzero parameters and MACs of one forward pass on ``example_input``
+    [1, *input_shape] (Torch-Pruning's op counter; conv and linear MACs dominate)."""
+    import torch_pruning as tp
+
+    params = sum(p.numel() for p in model.parameters())
+    nonzero = sum(int((p != 0).sum()) for p in model.parameters())
+    model = model.cpu().eval()
+    with torch.no_grad():
+        macs, _ = tp.utils.count_ops_and_params(model, example_input.cpu())
+    return ModelCost(params=params, nonzero=nonzero, macs=int(macs))
+
+
+def _time_runs(sess, feed: dict[str, np.ndarray], repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sess.run(None, feed)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def interleaved_latency(sessions: Mapping[str, object], batch: np.ndarray, *, rounds: int = 10,
+                        repeats: int = 5, warmup: int = 3) -> dict[str, float]:
+    """Median latency in milliseconds of each ONNX Runtime session on ``batch`` [B, ...].
+
+    Each session first runs ``warmup`` times untimed; then ``rounds`` turns over all sessions
+    each time ``repeats`` runs, so every median is over ``rounds * repeats`` runs.
+    """
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    feeds = {k: {s.get_inputs()[0].name: batch} for k, s in sessions.items()}  # type: ignore[attr-defined]
+    for key, sess in sessions.items():
+        _time_runs(sess, feeds[key], warmup)
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(rounds):
+        for key, sess in sessions.items():
+            times[key] += _time_runs(sess, feeds[key], repeats)
+    return {k: 1000.0 * statistics.median(v) for k, v in times.items()}

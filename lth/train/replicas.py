@@ -1,0 +1,246 @@
+"""Several seeds of one experiment trained together: one vmapped step for K models.
+
+The K models' parameters are stacked into [K, ...] tensors (``torch.func.stack_module_state``)
+and the model's own forward runs under ``vmap(functional_call)``, so one step does the work of
+K single steps with one Python pass, one optimizer step and one mask multiply. Replica k gets
+exactly the batches, learning rates, mask and evaluation points that ``train(models[k], ...,
+seed=seeds[k], mask=masks[k])`` would give it; the trained weights differ from a single run's
+only by float reassociation in the batched kernels (bmm instead of addmm).
+
+One optimizer over the stacked tensors is K independent optimizers because SGD, Adam and AdamW
+update each element from that element's own gradient and state (the step count is shared,
+and equal, since all replicas step together). Other optimizers are refused.
+
+Supported models: those without buffers or dropout, i.e. no BatchNorm running statistics
+(MLPs, LeNet-300-100, LeNet-5, Conv-2/4/6, CNN1D). BatchNorm nets (ResNets, VGG) raise
+ConfigError: their running statistics would need per-replica buffers updated under vmap.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
+
+from lth.data import Dataset, StackedBatches
+from lth.errors import ConfigError, TrainingError
+from lth.models.mlp import MLP
+from lth.train.loop import (
+    ZERO_PRESERVING,
+    TrainResult,
+    _summarise,
+    mask_grads,
+    mask_weights_and_state,
+)
+from lth.train.schedule import LRFactor
+
+ReplicaHook = Callable[[list[nn.Module]], None]
+ReplicaEvalCallback = Callable[[int, int, dict[str, float]], None]  # (replica, iter, point)
+_NOT_VMAPPABLE = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
+
+
+def check_replicable(model: nn.Module) -> None:
+    """Raise ConfigError unless ``model`` can be trained with replicas > 1."""
+    bad = sorted({type(m).__name__ for m in model.modules() if isinstance(m, _NOT_VMAPPABLE)})
+    buffers = [n for n, _ in model.named_buffers()]
+    if bad or buffers:
+        what = ", ".join(bad) if bad else f"buffers ({', '.join(buffers[:3])})"
+        raise ConfigError(
+            f"replicas > 1 supports models without BatchNorm, dropout or buffers (MLPs, "
+            f"LeNet-5, Conv-2/4/6, CNN1D); {type(model).__name__} has {what}: set replicas=1 "
+            "and sweep seeds with -m seed=0,1,..."
+        )
+
+
+def _mlp_forward(model: nn.Module) -> Callable[[dict, dict, torch.Tensor], torch.Tensor] | None:
+    """For lth's MLPs, MLP.forward written with baddbmm over the stacked weights.
+
+    The same function as the vmapped forward, at a third of its per-step overhead (vmap and
+    functional_call cost ~40 us per op on a CPU, which dominates small MLPs). None for any
+    other model, or an MLP subclass with its own forward.
+    """
+    layers = list(model.named_children())
+    if (type(model).forward is not MLP.forward
+            or not all(isinstance(m, nn.Linear) and m.bias is not None for _, m in layers)):
+        return None
+    names = [(f"{n}.weight", f"{n}.bias") for n, _ in layers]
+
+    def forward(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+        h = x.flatten(2)
+        for i, (w, bias) in enumerate(names):
+            h = torch.baddbmm(p[bias].unsqueeze(1), h, p[w].transpose(1, 2))
+            if i < len(names) - 1:
+                h = F.relu(h)
+        return h
+
+    return forward
+
+
+class _Stack:
+    """K models of one architecture as stacked [K, ...] leaf tensors and vmapped forwards."""
+
+    def __init__(self, models: Sequence[nn.Module]) -> None:
+        shapes = [[(n, p.shape) for n, p in m.named_parameters()] for m in models]
+        if any(s != shapes[0] for s in shapes):
+            raise ValueError("replicas must share one architecture")
+        self.models = list(models)
+        self.params, self.buffers = stack_module_state(self.models)
+        self.base = copy.deepcopy(self.models[0]).to("meta")
+
+        def forward(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.base, (p, b), (x,))
+
+        self.forward = _mlp_forward(self.models[0]) or vmap(forward)  # [K, B, ...] -> [K, B, C]
+        self.forward_shared = vmap(forward, in_dims=(0, 0, None))  # x [B, ...] -> [K, B, C]
+
+    @torch.no_grad()
+    def write_back(self) -> None:
+        """Copy replica k's weights into ``models[k]``."""
+        for k, model in enumerate(self.models):
+            for n, p in model.named_parameters():
+                p.copy_(self.params[n][k])
+
+    @torch.inference_mode()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        """Per replica (mean cross-entropy, accuracy) on x [N, ...], y [N]."""
+        k = len(self.models)
+        batch = max(64, 2048 // k)  # K copies of the activations live at once
+        loss = torch.zeros(k, device=x.device)
+        correct = torch.zeros(k, device=x.device, dtype=torch.long)
+        self.base.eval()
+        for start in range(0, x.shape[0], batch):
+            xb, yb = x[start:start + batch], y[start:start + batch]
+            out = self.forward_shared(self.params, self.buffers, xb)
+            loss += F.cross_entropy(out.flatten(0, 1), yb.repeat(k),
+                                    reduction="none").view(k, -1).sum(1)
+            correct += (out.argmax(-1) == yb).sum(1)
+        self.base.train()
+        n = max(1, x.shape[0])
+        return [v / n for v in loss.tolist()], [c / n for c in correct.tolist()]
+
+
+def _stacked_masks(params: dict[str, torch.Tensor], masks: Sequence[Mapping] | None
+                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Stacked params and float [K, ...] masks of the names some replica actually prunes."""
+    if not masks:
+        return [], []
+    names = sorted(n for n in masks[0] if not all(bool(m[n].all()) for m in masks))
+    stacked = [torch.stack([m[n] for m in masks]).to(params[n]) for n in names]
+    return [params[n] for n in names], stacked
+
+
+def _eval_points(stack: _Stack, data: Dataset, it: int,
+                 train_loss: list[float]) -> list[dict[str, float]]:
+    test_loss, test_acc = stack.evaluate(data.x_test, data.y_test)
+    points = [{"iter": it, "train/loss": tl, "test/loss": lo, "test/acc": acc}
+              for tl, lo, acc in zip(train_loss, test_loss, test_acc)]
+    if data.x_val is not None and data.y_val is not None:
+        for point, lo, acc in zip(points, *stack.evaluate(data.x_val, data.y_val)):
+            point["val/loss"], point["val/acc"] = lo, acc
+    return points
+
+
+def train_replicas(
+    models: Sequence[nn.Module],
+    data: Dataset,
+    make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
+    *,
+    start_iter: int,
+    end_iter: int,
+    batch_size: int,
+    seeds: Sequence[int],
+    lr_factor: LRFactor,
+    masks: Sequence[Mapping[str, torch.Tensor]] | None = None,
+    eval_every: int = 0,
+    hooks: Mapping[int, ReplicaHook] | None = None,
+    on_eval: ReplicaEvalCallback | None = None,
+    progress: bool = False,
+    desc: str = "train",
+) -> list[TrainResult]:
+    """Train ``models[k]`` with data seed ``seeds[k]`` and mask ``masks[k]``, all K at once.
+
+    The arguments mean what they mean for ``lth.train.train``, per replica; ``make_optimizer``
+    gets the stacked [K, ...] parameters. ``hooks[it](models)`` sees every model's current
+    weights; ``on_eval(k, it, point)`` gets replica k's evaluation points. The models hold
+    their trained weights on return. Raises TrainingError when any replica's loss is not
+    finite, and ConfigError for unsupported models or optimizers.
+    """
+    k_count = len(models)
+    if k_count != len(seeds) or (masks is not None and len(masks) != k_count):
+        raise ValueError("models, seeds and masks must have one entry per replica")
+    for model in models:
+        check_replicable(model)
+    hooks = dict(hooks or {})
+    stack = _Stack(models)
+    optimizer = make_optimizer(list(stack.params.values()))
+    if type(optimizer) not in ZERO_PRESERVING:
+        raise ConfigError(f"replicas > 1 supports SGD, Adam and AdamW, not "
+                          f"{type(optimizer).__name__}: set replicas=1")
+    params, pmasks = _stacked_masks(stack.params, masks)
+    mask_weights_and_state(optimizer, params, pmasks)
+    batches = StackedBatches(data.x_train, data.y_train, batch_size, list(seeds),
+                             augment=data.augment)
+    base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
+    for group, lr in zip(optimizer.param_groups, base_lrs):
+        group["initial_lr"] = lr
+    loss_sum = torch.zeros(k_count, device=data.x_train.device)
+    steps = 0
+    evals: list[list[dict[str, float]]] = [[] for _ in range(k_count)]
+    last_loss = [math.nan] * k_count
+
+    def record(it: int) -> None:
+        nonlocal steps, last_loss
+        if steps:
+            last_loss = [v / steps for v in loss_sum.tolist()]
+            bad = [s for s, v in zip(seeds, last_loss) if not math.isfinite(v)]
+            if bad:
+                raise TrainingError(
+                    f"training loss became non-finite before iteration {it} ({desc}, data "
+                    f"seeds {bad}): lower optimizer.lr or check the data; completed rounds "
+                    "are kept"
+                )
+        loss_sum.zero_()
+        steps = 0
+        for k, point in enumerate(_eval_points(stack, data, it, last_loss)):
+            evals[k].append(point)
+            if on_eval is not None:
+                on_eval(k, it, point)
+
+    def run_hook(it: int) -> None:
+        stack.write_back()
+        hooks.pop(it)(stack.models)
+
+    bar = tqdm(total=end_iter - start_iter, desc=desc, disable=not progress, leave=False,
+               mininterval=0.5, dynamic_ncols=True)
+    for it in range(start_iter, end_iter):
+        if it in hooks:
+            run_hook(it)
+        if it == start_iter or (eval_every and it % eval_every == 0):
+            record(it)
+        x, y = batches.batch(it)
+        factor = lr_factor(it)
+        for group, lr in zip(optimizer.param_groups, base_lrs):
+            group["lr"] = lr * factor
+        out = stack.forward(stack.params, stack.buffers, x)
+        losses = F.cross_entropy(out.flatten(0, 1), y, reduction="none").view(k_count, -1)
+        losses = losses.mean(1)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # replica k's parameters get exactly d(losses[k])
+        if params:
+            mask_grads(params, pmasks)
+        optimizer.step()
+        loss_sum += losses.detach()
+        steps += 1
+        bar.update(1)
+    bar.close()
+    if end_iter in hooks:
+        run_hook(end_iter)
+    record(end_iter)
+    stack.write_back()
+    return [_summarise(evals[k], end_iter, last_loss[k]) for k in range(k_count)]

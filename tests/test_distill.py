@@ -1,0 +1,30 @@
+"""Knowledge distillation: the loss, and a student that learns from a teacher."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lth.train import constant_schedule, train
+from lth.train.distill import distill, kd_loss
+from tests.conftest import TinyMLP, make_blobs
+
+
+def test_kd_loss_limits() -> None:
+    torch.manual_seed(0)
+    s, t, y = torch.randn(8, 4), torch.randn(8, 4), torch.randint(0, 4, (8,))
+    assert torch.allclose(kd_loss(s, t, y, alpha=0.0), F.cross_entropy(s, y))
+    assert float(kd_loss(t, t, y, alpha=1.0)) < 1e-6  # matching the teacher costs nothing
+    assert float(kd_loss(s, t, y, alpha=1.0)) > 0
+
+
+def test_student_learns_from_the_teacher() -> None:
+    data = make_blobs()
+    torch.manual_seed(0)
+    teacher = TinyMLP()
+    train(teacher, data, torch.optim.SGD(teacher.parameters(), lr=0.05), start_iter=0,
+          end_iter=60, batch_size=32, seed=0, lr_factor=constant_schedule(1.0))
+    student = TinyMLP(hidden=8)
+    _, acc = distill(student, teacher, data, torch.optim.Adam(student.parameters(), lr=1e-2),
+                     iterations=60, batch_size=32, seed=0, lr_factor=constant_schedule(1.0))
+    assert acc > 0.8
