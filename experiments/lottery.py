@@ -188,8 +188,10 @@ def run(cfg: DictConfig) -> RunStore:
         for record in store.read_controls():
             if record["control"] in controls:
                 print_control(record, note="stored")
-        if not lottery.pending_rounds() and not pending_controls(lottery, controls):
-            print(f"all {lottery.settings.last_round + 1} rounds are complete; nothing to train")
+        last = lottery.settings.last_round
+        missing = [k for k, _ in pending_controls(lottery, controls) if k <= last]
+        if not lottery.pending_rounds() and not missing:
+            print(f"all {last + 1} rounds are complete; nothing to train")
             return store
         lottery.sink = open_sink(cfg, store)
         try:

@@ -110,10 +110,13 @@ def test_adding_controls_later_completes_them_without_retraining(tmp_path: Path)
     assert pending_controls(lottery, BOTH) == [(1, "random_reinit"), (1, "random_prune"),
                                                (2, "random_reinit"), (2, "random_prune")]
     ran = []
+    shorter = make_lottery(tmp_path, rounds=1)  # prune.rounds says how far to go
+    run_with_controls(shorter, ["random_prune"], on_control=ran.append)
+    assert [(r["round"], r["control"]) for r in ran] == [(1, "random_prune")]
     again = make_lottery(tmp_path, rounds=2)
     run_with_controls(again, ["random_prune"], on_round=ran.append, on_control=ran.append)
     assert [(r["round"], r["control"]) for r in ran] == [(1, "random_prune"),
-                                                         (2, "random_prune")]
+                                                         (2, "random_prune")]  # 2 added
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # ticket untouched
     assert again.store.read_metrics() == full
     run_with_controls(make_lottery(tmp_path, rounds=2), BOTH)

@@ -50,7 +50,9 @@ def _save(fig: Any, out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.png", out / f"{stem}.pdf"]
     for path in paths:
-        fig.savefig(path, dpi=150, bbox_inches="tight")
+        # No creation date in the PDF, so regenerated figures are byte-identical.
+        meta = {"CreationDate": None} if path.suffix == ".pdf" else None
+        fig.savefig(path, dpi=150, bbox_inches="tight", metadata=meta)
     return paths
 
 

@@ -129,10 +129,12 @@ def run_with_controls(
 ) -> list[Record]:
     """Run the pending rounds with the named controls beside each round k >= 1.
 
-    Controls missing on rounds stored earlier are trained first (adding a control to a
-    finished run completes it without retraining the ticket). Returns all round records.
+    Controls missing on rounds stored earlier, up to the last round asked for, are trained
+    first (adding a control to a finished run completes it without retraining the ticket).
+    Returns all round records.
     """
     names = check_controls(names)
+    last = lottery.settings.last_round
 
     def controls_of(rounds: Iterable[int] | None) -> None:
         for k, name in pending_controls(lottery, names, rounds):
@@ -146,5 +148,5 @@ def run_with_controls(
         if record["round"] >= 1:
             controls_of([record["round"]])
 
-    controls_of(None)
+    controls_of([r["round"] for r in lottery.store.read_metrics() if 1 <= r["round"] <= last])
     return lottery.run(on_round=after_round)
