@@ -44,6 +44,15 @@ class TinyMLP(nn.Module):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models: a second intra-op thread only adds waits, badly so on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def blobs() -> Dataset:
     return make_blobs()
 

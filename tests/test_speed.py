@@ -14,14 +14,7 @@ from lth.train.loop import _masked_pairs
 from lth.train.optim import prefer_fused
 from tests.conftest import PYTHON, ROOT, TinyMLP, make_blobs
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models: a second intra-op thread only adds waits, badly so on a shared CPU.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def half_mask(model: torch.nn.Module) -> dict[str, torch.Tensor]:
