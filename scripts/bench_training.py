@@ -193,14 +193,16 @@ def lottery_round0(make: LotteryFactory, seeds: list[int], device: torch.device)
     return run
 
 
-def lenet_lottery(data: Dataset, device: torch.device, eval_every: int) -> LotteryFactory:
+def lenet_lottery(data: Dataset, device: torch.device, eval_every: int,
+                  checkpoint_every: int = 0) -> LotteryFactory:
     """LeNet-300-100 as lth runs it: the preset's optimizer, lth's defaults otherwise."""
 
     def make(seed: int, root: Path, iterations: int, rounds: int) -> Lottery:
         settings = LotterySettings(seed=seed, rounds=rounds, iterations=iterations,
                                    batch_size=LENET_BATCH, rewind_iter=0,
                                    strategy="magnitude_layerwise",
-                                   rates=PruneRates(0.2, output=0.1), eval_every=eval_every)
+                                   rates=PruneRates(0.2, output=0.1), eval_every=eval_every,
+                                   checkpoint_every=checkpoint_every)
         return Lottery(settings, data, lambda: LeNet300100((1, 28, 28), 10), lenet_adam(True),
                        step_schedule([]), RunStore(root), CurveFileSink(root / "curve.jsonl"),
                        device, progress=True)
@@ -210,13 +212,14 @@ def lenet_lottery(data: Dataset, device: torch.device, eval_every: int) -> Lotte
 
 def config_lottery(cfg, prep) -> LotteryFactory:  # noqa: ANN001 - DictConfig, Prepared
     """The composed experiment ``cfg`` (see experiments.lottery.prepare) with another seed
-    and length."""
+    and length, without mid-round checkpoints (replicas have none: the same work each side)."""
     from experiments.lottery import settings_from
     from experiments.replicas import with_seed
 
     def make(seed: int, root: Path, iterations: int, rounds: int) -> Lottery:
         settings = settings_from(with_seed(cfg, seed), prep.iters_per_epoch)
-        settings = dataclasses.replace(settings, iterations=iterations, rounds=rounds)
+        settings = dataclasses.replace(settings, iterations=iterations, rounds=rounds,
+                                       checkpoint_every=0)
         return Lottery(settings, prep.data, prep.make_model, prep.make_optimizer,
                        prep.lr_factor, RunStore(root), CurveFileSink(root / "curve.jsonl"),
                        prep.device, progress=True)

@@ -5,8 +5,9 @@
     python scripts/benchmark.py --threads 1 --device cpu --out results/benchmarks/x.json
 
 1. framework overhead: lth's marginal time per iteration (LeNet-300-100, batch 60, 60k
-   MNIST-shaped samples in memory, evaluation every 500 it, progress bar, JSONL curve sink
-   and the round's checkpoints) against a bare hand-written PyTorch loop;
+   MNIST-shaped samples in memory; evaluation and a mid-round checkpoint every 500 it (lth's
+   defaults), progress bar, JSONL curve sink, the round's files) against a bare hand-written
+   PyTorch loop;
 2. masks: a pruned round against the dense round (lth), and masking strategies by hand;
 3. replicas: ``replicas=8`` against 8 sequential runs (the default mnist1d experiment);
 4. start-up: ``--help``, composing the config, what ``import lth`` loads;
@@ -38,6 +39,8 @@ import torch  # noqa: E402
 from scripts import bench_cli, bench_training  # noqa: E402
 from scripts.bench_timing import Marginal, compare, ratio  # noqa: E402
 
+# eval_every: lth's default train.eval_every (experiments/schema.py), as is the checkpoint
+# frequency used for target 1; the quick run evaluates and checkpoints every 100 it.
 FULL = dict(n1=500, n2=2500, mask_n2=1500, eval_every=500, train_size=60_000, rep_n1=250,
             rep_n2=1250, lenet_rep=(100, 300), fidelity_iters=3000, fidelity_seeds=8,
             cli_repeats=3, lenet_cli=(500, 2500))
@@ -82,14 +85,27 @@ def _ratio_row(rows: list, label: str, num: Marginal, den: Marginal, goal: str,
     return r_wall
 
 
+def _default_every(key: str) -> int:
+    """lth's default train.<key> in iterations (experiments/schema.py)."""
+    from experiments.schema import TrainSchema
+    from lth.train import parse_duration
+
+    return parse_duration(getattr(TrainSchema(), key), 1, f"train.{key}")
+
+
 def targets_1_2(s: dict, device: torch.device, repeats: int, rows: list) -> dict:
     data = bench_training.mnist_shaped(s["train_size"], 10_000, device)
     ev = s["eval_every"]
-    lth_round = bench_training.lottery_round0(bench_training.lenet_lottery(data, device, ev),
-                                              [0], device)
+    ckpt = _default_every("checkpoint_every") if s is FULL else ev
+
+    def lth_round(checkpoint_every: int):  # noqa: ANN202
+        make = bench_training.lenet_lottery(data, device, ev, checkpoint_every)
+        return bench_training.lottery_round0(make, [0], device)
+
     bare = bench_training.bare
     t1 = compare({
-        "lth": lth_round,
+        "lth": lth_round(ckpt),
+        "lth_no_checkpoints": lth_round(0),
         "bare": bare(data, device, bench_training.lenet_adam(False)),
         "bare_fused": bare(data, device, bench_training.lenet_adam(True)),
         "bare_fused_eval": bare(data, device, bench_training.lenet_adam(True), eval_every=ev),
@@ -100,6 +116,8 @@ def targets_1_2(s: dict, device: torch.device, repeats: int, rows: list) -> dict
                t1["bare_fused"], "info")
     _ratio_row(rows, f"1 lth / bare loop, fused Adam + eval every {ev} it", t1["lth"],
                t1["bare_fused_eval"], "info: pure overhead")
+    _ratio_row(rows, f"1 lth / lth without its checkpoint every {ckpt} it", t1["lth"],
+               t1["lth_no_checkpoints"], "info")
     mask = bench_training.sparse_lenet_mask()
     kept = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
     checks: dict[str, bool] = {}
