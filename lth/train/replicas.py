@@ -80,7 +80,7 @@ def _mlp_forward(model: nn.Module) -> Callable[[dict, dict, torch.Tensor], torch
         for i, (w, bias) in enumerate(names):
             h = torch.baddbmm(p[bias].unsqueeze(1), h, p[w].transpose(1, 2))
             if i < len(names) - 1:
-                h = F.relu(h)
+                h = torch.relu_(h)  # in place: baddbmm saves its inputs, not h
         return h
 
     return forward
