@@ -104,7 +104,7 @@ def test_prefer_fused_leaves_other_optimizers_and_explicit_choices_alone() -> No
 
 def test_import_lth_does_not_import_wandb_or_matplotlib() -> None:
     code = ("import sys, lth, lth.data, lth.models, lth.pruning, lth.train, lth.lottery, "
-            "lth.tracking\n"
+            "lth.tracking, lth.analysis, lth.export\n"
             "heavy = [m for m in ('wandb', 'matplotlib', 'torchvision') if m in sys.modules]\n"
             "print(','.join(heavy))")
     out = subprocess.run([PYTHON, "-c", code], cwd=ROOT, capture_output=True, text=True,
