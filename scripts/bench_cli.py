@@ -44,6 +44,7 @@ _IMPORT_CHECK = """
 import json, sys, time
 t = time.perf_counter()
 import lth, lth.data, lth.models, lth.pruning, lth.train, lth.lottery, lth.tracking
+import lth.analysis, lth.export
 seconds = time.perf_counter() - t
 print(json.dumps({"seconds": seconds, "loaded": [m for m in ("wandb", "matplotlib",
     "torchvision", "hydra") if m in sys.modules]}))
