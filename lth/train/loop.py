@@ -126,6 +126,12 @@ def _summarise(evals: list[dict[str, float]], end_iter: int, train_loss: float) 
     )
 
 
+def set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float) -> None:
+    """Set each param group's learning rate to its base rate times ``factor``."""
+    for group, lr in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = lr * factor
+
+
 def train(
     model: nn.Module,
     data: Dataset,
@@ -203,9 +209,7 @@ def train(
         if it == start_iter or (eval_every and it % eval_every == 0):
             record(it)
         x, y = batches.batch(it)
-        factor = lr_factor(it)
-        for group, lr in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = lr * factor
+        set_lr(optimizer, base_lrs, lr_factor(it))
         loss = F.cross_entropy(model(x), y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -40,6 +40,7 @@ from lth.train.loop import (
     _summarise,
     mask_grads,
     mask_weights_and_state,
+    set_lr,
 )
 from lth.train.replica_optim import ReplicaStep
 from lth.train.schedule import LRFactor
@@ -247,9 +248,7 @@ def train_replicas(
         if it == start_iter or (eval_every and it % eval_every == 0):
             record(it)
         x, y = batches.batch(it)
-        factor = lr_factor(it)
-        for group, lr in zip(optimizer.param_groups, base_lrs):
-            group["lr"] = lr * factor
+        set_lr(optimizer, base_lrs, lr_factor(it))
         out = stack.forward(stack.params, stack.buffers, x)
         losses = F.cross_entropy(out.flatten(0, 1), y, reduction="none").view(k_count, -1)
         losses = losses.mean(1)
