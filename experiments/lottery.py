@@ -130,8 +130,8 @@ def open_sink(cfg: DictConfig, store: RunStore) -> Sink:
     (``wandb sync`` of it then holds every round).
     """
     from experiments.common import to_dict
-    from lth.lottery.controls import control_metrics
     from lth.tracking import open_wandb
+    from lth.tracking.wandb_sink import control_metrics
 
     sink = open_wandb(
         mode=cfg.wandb.mode, project=cfg.wandb.project, group=cfg.name,

@@ -22,7 +22,7 @@ from lth.lottery import Lottery, LotterySettings, ReplicaLottery, RunStore
 from lth.models import LeNet300100
 from lth.pruning import PruneRates, apply_mask, full_mask, prune_mask
 from lth.tracking import CurveFileSink
-from lth.train import step_schedule, train
+from lth.train import LoopOptions, Span, step_schedule, train
 from lth.train.optim import prefer_fused
 from scripts.bench_timing import Variant, clock
 
@@ -162,8 +162,8 @@ def lth_train(data: Dataset, device: torch.device, make_opt: MakeOptimizer,
         apply_mask(model, m)
         opt = make_opt(model.parameters())
         start = clock(device)
-        train(model, data, opt, start_iter=0, end_iter=n, batch_size=LENET_BATCH, seed=1,
-              lr_factor=lambda it: 1.0, mask=m, eval_every=eval_every)
+        train(model, data, opt, Span(0, n, lambda it: 1.0), batch_size=LENET_BATCH, seed=1, mask=m,
+              options=LoopOptions(eval_every=eval_every))
         end = clock(device)
         return end[0] - start[0], end[1] - start[1]
 

@@ -60,7 +60,7 @@ from lth.pruning import (  # noqa: E402
 from lth.pruning.channels import channel_groups, remove_channels  # noqa: E402
 from lth.pruning.structured import prune_channel_groups  # noqa: E402
 from lth.tracking import NullSink  # noqa: E402
-from lth.train import evaluate, step_schedule, train  # noqa: E402
+from lth.train import Span, evaluate, step_schedule, train  # noqa: E402
 from lth.train.distill import distill  # noqa: E402
 
 CHANNEL_FRACTIONS = (0.25, 0.5, 0.75)
@@ -182,9 +182,9 @@ def finetuned_channels(dense: nn.Module, data, fraction: float, args: argparse.N
     model = copy.deepcopy(dense)
     mask = channel_mask(model, data.x_train, fraction)
     apply_mask(model, mask)
-    train(model, data, sgd(args.lr)(model.parameters()), start_iter=0,
-          end_iter=args.finetune, batch_size=64, seed=1,
-          lr_factor=step_schedule([args.finetune * 3 // 4]), mask=mask)
+    train(model, data, sgd(args.lr)(model.parameters()),
+          Span(0, args.finetune, step_schedule([args.finetune * 3 // 4])), batch_size=64, seed=1,
+          mask=mask)
     return remove_channels(model, mask, data.x_train[:8]), mask
 
 

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import lth.lottery.controls as controls
+import lth.lottery.driver as driver
 from lth.errors import ConfigError
 from lth.lottery import derive_seed
 from lth.lottery.controls import (
-    control_metrics,
     pending_controls,
     run_control,
     run_with_controls,
     shuffled_mask,
 )
+from lth.tracking.wandb_sink import control_metrics
 from tests.conftest import TinyMLP
 from tests.test_lottery import make_lottery
 
@@ -27,15 +27,16 @@ BOTH = ["random_reinit", "random_prune"]
 def starts(monkeypatch) -> dict:
     """(round, control) -> (start state, mask) as handed to the trainer."""
     seen: dict = {}
-    real = controls.train
+    real = driver.train
 
-    def spy(model, data, optimizer, *, mask, desc, **kw):
-        k, name = int(desc.split()[1]), desc.split()[2]
-        seen[k, name] = ({n: t.clone() for n, t in model.state_dict().items()},
-                         {n: m.clone() for n, m in mask.items()}, kw["start_iter"])
-        return real(model, data, optimizer, mask=mask, desc=desc, **kw)
+    def spy(model, data, optimizer, span, *, mask, options, **kw):
+        words = options.desc.split()  # "round <k> <control>" (the ticket: "round <k>")
+        if len(words) == 3:
+            seen[int(words[1]), words[2]] = ({n: t.clone() for n, t in model.state_dict().items()},
+                                             {n: m.clone() for n, m in mask.items()}, span.start)
+        return real(model, data, optimizer, span, mask=mask, options=options, **kw)
 
-    monkeypatch.setattr(controls, "train", spy)
+    monkeypatch.setattr(driver, "train", spy)
     return seen
 
 

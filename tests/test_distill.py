@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from lth.train import constant_schedule, train
+from lth.train import Span, constant_schedule, train
 from lth.train.distill import distill, kd_loss
 from tests.conftest import TinyMLP, make_blobs
 
@@ -22,9 +22,9 @@ def test_student_learns_from_the_teacher() -> None:
     data = make_blobs()
     torch.manual_seed(0)
     teacher = TinyMLP()
-    train(teacher, data, torch.optim.SGD(teacher.parameters(), lr=0.05), start_iter=0,
-          end_iter=60, batch_size=32, seed=0, lr_factor=constant_schedule(1.0))
+    train(teacher, data, torch.optim.SGD(teacher.parameters(), lr=0.05),
+          Span(0, 60, constant_schedule(1.0)), batch_size=32, seed=0)
     student = TinyMLP(hidden=8)
-    _, acc = distill(student, teacher, data, torch.optim.Adam(student.parameters(), lr=1e-2),
+    result = distill(student, teacher, data, torch.optim.Adam(student.parameters(), lr=1e-2),
                      iterations=60, batch_size=32, seed=0, lr_factor=constant_schedule(1.0))
-    assert acc > 0.8
+    assert result.test_acc > 0.8

@@ -26,18 +26,26 @@ def make_lottery(root: Path, **overrides) -> Lottery:
     )
 
 
-def states_at_round_start(lottery: Lottery) -> dict[int, tuple[dict, dict]]:
+def states_at_round_start(monkeypatch: pytest.MonkeyPatch) -> dict[int, tuple[dict, dict]]:
+    """Round k -> (start state, mask) as each begun round hands them to the trainer."""
     seen: dict[int, tuple[dict, dict]] = {}
-    lottery.on_round_start = lambda k, model, mask: seen.__setitem__(
-        k, ({n: t.clone() for n, t in model.state_dict().items()},
-            {n: m.clone() for n, m in mask.items()}))
+    begin = Lottery.begin_round
+
+    def spy(self: Lottery, k: int):
+        start = begin(self, k)
+        seen[k] = ({n: t.clone() for n, t in start.model.state_dict().items()},
+                   {n: m.clone() for n, m in start.mask.items()})
+        return start
+
+    monkeypatch.setattr(Lottery, "begin_round", spy)
     return seen
 
 
 @pytest.mark.parametrize("rewind_iter", [0, 15])
-def test_weight_rewind_restores_saved_weights_exactly(tmp_path: Path, rewind_iter: int) -> None:
+def test_weight_rewind_restores_saved_weights_exactly(tmp_path: Path, monkeypatch,
+                                                      rewind_iter: int) -> None:
     lottery = make_lottery(tmp_path, rewind_iter=rewind_iter)
-    seen = states_at_round_start(lottery)
+    seen = states_at_round_start(monkeypatch)
     lottery.run()
     rewind = lottery.store.load_tensors(lottery.store.rewind_path)
     for k in (1, 2, 3):
@@ -144,9 +152,10 @@ def learning_rates(lottery: Lottery) -> dict[int, list[float]]:
     return seen
 
 
-def test_lr_rewind_keeps_trained_weights_and_restarts_the_schedule(tmp_path: Path) -> None:
+def test_lr_rewind_keeps_trained_weights_and_restarts_the_schedule(tmp_path: Path,
+                                                                   monkeypatch) -> None:
     lottery = make_lottery(tmp_path, retrain="lr_rewind", rewind_iter=10, rounds=1)
-    seen = states_at_round_start(lottery)
+    seen = states_at_round_start(monkeypatch)
     lrs = learning_rates(lottery)
     records = lottery.run()
     final0 = lottery.store.load_tensors(lottery.store.final_path(0))
@@ -162,9 +171,9 @@ def test_lr_rewind_keeps_trained_weights_and_restarts_the_schedule(tmp_path: Pat
     assert lrs[1] == pytest.approx([0.05] * 20 + [0.005] * 10)
 
 
-def test_finetune_never_resets_weights(tmp_path: Path) -> None:
+def test_finetune_never_resets_weights(tmp_path: Path, monkeypatch) -> None:
     lottery = make_lottery(tmp_path, retrain="finetune", finetune_iters=10, rounds=2)
-    seen = states_at_round_start(lottery)
+    seen = states_at_round_start(monkeypatch)
     lrs = learning_rates(lottery)
     records = lottery.run()
     init = lottery.store.load_tensors(lottery.store.init_path)

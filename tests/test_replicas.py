@@ -16,8 +16,8 @@ from lth.lottery import Lottery, LotterySettings, ReplicaLottery, RunStore, conf
 from lth.models import CNN1D, MLP, ResNetCIFAR
 from lth.pruning import PruneRates, full_mask
 from lth.tracking import NullSink
-from lth.train import step_schedule, train
-from lth.train.replicas import check_replicable, train_replicas
+from lth.train import LoopOptions, Span, step_schedule, train
+from lth.train.replicas import ReplicaStepper, check_replicable, train_replicas
 from tests.conftest import PYTHON, cli_env, make_blobs
 from tests.test_config import compose_with
 
@@ -82,32 +82,33 @@ def test_replicas_match_single_runs(model_name: str, opt_name: str) -> None:
         return make()
 
     masks = sparse_masks(fresh(0))
-    kw = dict(start_iter=0, end_iter=30, batch_size=32, lr_factor=lambda it: 0.5 ** (it // 20),
-              eval_every=10)
+    span = Span(0, 30, lambda it: 0.5 ** (it // 20))
+    kw = dict(batch_size=32, options=LoopOptions(eval_every=10))
     singles = []
     for k, seed in enumerate(SEEDS):
         model = fresh(k)
-        singles.append((model, train(model, data, opt(model.parameters()), seed=seed,
+        singles.append((model, train(model, data, opt(model.parameters()), span, seed=seed,
                                      mask=masks[k], **kw)))
     models = [fresh(k) for k in range(len(SEEDS))]
     seen: list[int] = []
-    results = train_replicas(models, data, opt, seeds=SEEDS, masks=masks,
+    results = train_replicas(models, data, opt, span, seeds=SEEDS, masks=masks,
                              hooks={5: lambda ms: seen.append(len(ms))}, **kw)
     assert seen == [3]
     for k, (model, single) in enumerate(singles):
         for (n, p), q in zip(model.named_parameters(), models[k].parameters()):
-            if model_name == "mlp":  # one thread, CPU: batched and single kernels round alike
-                assert torch.equal(p, q), (k, n)
-            else:  # vmapped convolutions may round differently in the last bit
-                assert torch.allclose(p, q, rtol=1e-4, atol=1e-5), (k, n)
+            # Batched kernels (baddbmm, vmap) may round differently from the single run's in
+            # the last bit, depending on the CPU: close, not always equal (see the module doc).
+            assert torch.allclose(p, q, rtol=1e-4, atol=1e-5), (k, n)
             if n in masks[k]:
                 assert bool((q[~masks[k][n]] == 0).all()), f"pruned weights of {n} moved"
         got = results[k]
         assert [p["iter"] for p in got.evals] == [p["iter"] for p in single.evals]
-        if model_name == "mlp":
-            drop = lambda evals: [{m: v for m, v in p.items() if m != "train/loss"}  # noqa: E731
-                                  for p in evals]
-            assert drop(got.evals) == drop(single.evals)
+        for a, b in zip(got.evals, single.evals):
+            assert a.keys() == b.keys()
+            assert a["test/acc"] == pytest.approx(b["test/acc"], abs=1 / 64 + 1e-9)
+            assert a["val/acc"] == pytest.approx(b["val/acc"], abs=1 / 32 + 1e-9)
+            for key in ("test/loss", "val/loss"):
+                assert a[key] == pytest.approx(b[key], rel=1e-3, abs=1e-6), key
         assert got.test_acc == pytest.approx(single.test_acc, abs=1 / 64 + 1e-9)
         # The logged mean loss is summed in another order: equal to ~1e-7.
         assert got.train_loss == pytest.approx(single.train_loss, rel=1e-3)
@@ -121,8 +122,7 @@ def test_replicas_refuse_batchnorm_models_and_other_optimizers() -> None:
     models = [MLP((20,), 4, hidden=(8,)) for _ in range(2)]
     with pytest.raises(ConfigError, match="SGD, Adam and AdamW"):
         train_replicas(models, data, functools.partial(torch.optim.RMSprop, lr=0.1),
-                       start_iter=0, end_iter=2, batch_size=8, seeds=[0, 1],
-                       lr_factor=lambda it: 1.0)
+                       Span(0, 2, lambda it: 1.0), batch_size=8, seeds=[0, 1])
 
 
 # --- the multi-seed lottery -------------------------------------------------------------------
@@ -168,15 +168,13 @@ def test_replica_lottery_matches_single_seed_lotteries(tmp_path, model_name: str
         for n, m in b.load_tensors(b.mask_path(1)).items():
             assert bool((final[n][~m] == 0).all())
         for r_single, r_group in zip(single.store.read_metrics(), recs):
-            assert r_group["density"] == r_single["density"]
-            if model_name == "lth_mlp":
-                assert r_group["test_acc"] == r_single["test_acc"]
-                assert r_group["val_loss"] == r_single["val_loss"]
+            assert r_group["density"] == r_single["density"]  # the schedule, exactly
+            assert r_group["remaining"] == r_single["remaining"]
             assert r_group["test_acc"] == pytest.approx(r_single["test_acc"], abs=2 / 128)
-    if model_name == "lth_mlp":  # bit for bit (see lth.train.replicas)
-        assert min(agree) == 1.0, agree
-    else:  # vmapped: round-0 weights may differ in the last bits; magnitudes rank alike
-        assert min(agree) >= 0.995, agree
+            assert r_group["val_loss"] == pytest.approx(r_single["val_loss"], rel=1e-2)
+    # Round-0 weights may differ in the last bits (batched kernels, see lth.train.replicas);
+    # magnitudes rank alike but for the rare near-tie at the pruning threshold.
+    assert min(agree) >= 0.995, agree
 
 
 def test_replica_lottery_runs_only_what_each_seed_lacks(tmp_path) -> None:
@@ -214,12 +212,144 @@ def test_cli_replicas_write_the_single_seed_run_directories(tmp_path) -> None:
     assert "seed: 4" in b.config_path.read_text()
     x, y = a.load_tensors(a.init_path), b.load_tensors(b.init_path)
     assert all(torch.equal(x[n], y[n]) for n in x)
+    ma, mb = a.load_tensors(a.mask_path(0)), b.load_tensors(b.mask_path(0))
+    assert all(torch.equal(ma[n], mb[n]) for n in ma)
     ma, mb = a.load_tensors(a.mask_path(1)), b.load_tensors(b.mask_path(1))
-    assert all(torch.equal(ma[n], mb[n]) for n in ma)  # the MLP trains bit for bit alike
+    agree = [(ma[n] == mb[n]).float().mean().item() for n in ma]  # near-ties may differ
+    assert min(agree) >= 0.995, agree
     ra, rb = a.read_metrics(), b.read_metrics()
-    assert [r["test_acc"] for r in ra] == [r["test_acc"] for r in rb] and len(rb) == 2
+    assert len(ra) == len(rb) == 2
+    for x, y in zip(ra, rb):
+        assert x["density"] == y["density"] and x["remaining"] == y["remaining"]
+        assert x["test_acc"] == pytest.approx(y["test_acc"], abs=0.02)
 
 
 def test_config_hash_ignores_replicas() -> None:
     assert config_hash(to_dict(compose_with(["replicas=4"]))) == config_hash(
         to_dict(compose_with([])))
+
+
+# --- mid-round checkpoints and resume ---------------------------------------------------------
+
+class Crash(BaseException):
+    """Stands in for SIGKILL in-process."""
+
+
+def resumable_group(root, seeds=(3, 4), adam: bool = True) -> ReplicaLottery:
+    def one(seed: int) -> Lottery:
+        settings = LotterySettings(seed=seed, rounds=1, iterations=60, batch_size=32,
+                                   rewind_iter=10, strategy="magnitude_global",
+                                   rates=PruneRates(0.5), eval_every=20, checkpoint_every=15)
+        opt = (functools.partial(torch.optim.Adam, lr=5e-3, fused=True) if adam else
+               functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9))
+        return Lottery(settings, DATA, LOTTERY_MODELS["lth_mlp"], opt, step_schedule([40]),
+                       RunStore(root / f"s{seed}"), NullSink(), torch.device("cpu"))
+
+    return ReplicaLottery([one(s) for s in seeds])
+
+
+def crash_replicas_at(monkeypatch, point: str) -> None:
+    import lth.lottery.replicas as replica_module
+
+    def kill_point(name: str) -> None:
+        if name == point:
+            raise Crash(name)
+
+    monkeypatch.setattr(replica_module, "kill_point", kill_point)
+
+
+def same_runs(a: ReplicaLottery, b: ReplicaLottery) -> None:
+    drop = lambda rs: [{k: v for k, v in r.items() if k != "wall_s"} for r in rs]  # noqa: E731
+    for x, y in zip(a.lotteries, b.lotteries):
+        assert drop(x.store.read_metrics()) == drop(y.store.read_metrics())
+        for k in (0, 1):
+            fx, fy = x.store.load_tensors(x.store.final_path(k)), y.store.load_tensors(
+                y.store.final_path(k))
+            assert all(torch.equal(fx[n], fy[n]) for n in fx), k
+            assert x.store.curve_path(k).read_text() == y.store.curve_path(k).read_text()
+
+
+@pytest.mark.parametrize("adam,point", [(True, "checkpoint:0:45"), (False, "checkpoint:1:30")])
+def test_replicas_resume_mid_round_bit_identically(tmp_path, monkeypatch, adam: bool,
+                                                   point: str) -> None:
+    reference = resumable_group(tmp_path / "ref", adam=adam)
+    reference.run()
+    crash_replicas_at(monkeypatch, point)
+    with pytest.raises(Crash):
+        resumable_group(tmp_path / "run", adam=adam).run()
+    group = resumable_group(tmp_path / "run", adam=adam)
+    k = int(point.split(":")[1])
+    assert all(lot.store.checkpoint_path(k).exists() for lot in group.lotteries)
+    monkeypatch.undo()
+    group.run()
+    same_runs(reference, group)
+    assert not list(tmp_path.rglob("checkpoint.pt*")), "checkpoints are removed once complete"
+
+
+def test_the_replica_resume_test_fails_without_the_optimizer_restore(tmp_path,
+                                                                     monkeypatch) -> None:
+    """The test above can fail: resuming with fresh Adam moments changes the result."""
+    reference = resumable_group(tmp_path / "ref")
+    reference.run()
+    crash_replicas_at(monkeypatch, "checkpoint:0:45")
+    with pytest.raises(Crash):
+        resumable_group(tmp_path / "run").run()
+    monkeypatch.undo()
+    monkeypatch.setattr(ReplicaStepper, "load_optimizer_states", lambda self, states: None)
+    group = resumable_group(tmp_path / "run")
+    group.run()
+    with pytest.raises(AssertionError):
+        same_runs(reference, group)
+
+
+def test_a_replica_checkpoint_has_the_single_runs_format(tmp_path, monkeypatch) -> None:
+    """A killed replicas=2 round can be resumed by the single run of one seed (replicas is
+    not hashed, so both use the same run directory)."""
+    crash_replicas_at(monkeypatch, "checkpoint:0:45")
+    with pytest.raises(Crash):
+        resumable_group(tmp_path / "run").run()
+    lot = resumable_group(tmp_path / "run").lotteries[0]
+    obj = lot.store.load(lot.store.checkpoint_path(0), "")
+    state = obj["optimizer"]["state"]
+    assert sorted(state) == list(range(6)) and sorted(state[0]) == ["exp_avg", "exp_avg_sq",
+                                                                    "step"]
+    assert float(state[0]["step"]) == 45
+    records = lot.run()
+    single = resumable_group(tmp_path / "single", seeds=(3,)).lotteries[0]
+    for a, b in zip(records, single.run()):
+        assert a["density"] == b["density"]
+        assert a["test_acc"] == pytest.approx(b["test_acc"], abs=2 / 128)
+
+
+def test_cli_replicas_killed_mid_round_resume_bit_identically(tmp_path) -> None:
+    """kill -9 of a ``replicas=2`` run right after a mid-round checkpoint, then the same
+    command again: the same metrics, masks and weights as an uninterrupted run."""
+    tiny = ["train.duration=60it", "train.eval_every=30it", "train.checkpoint_every=20it",
+            "prune.rounds=1", "dataset.num_samples=600", "dataset.val_size=100",
+            "progress=false", "wandb.mode=disabled", "seed=3", "replicas=2"]
+
+    def cli(root: str, kill: str | None = None) -> subprocess.CompletedProcess:
+        env = {**cli_env(tmp_path), "OMP_NUM_THREADS": "1"}
+        if kill:
+            env["LTH_TEST_KILL_AT"] = kill
+        return subprocess.run([PYTHON, "-m", "experiments.lottery", *tiny,
+                               f"output_root={tmp_path / root}"], cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    assert cli("ref").returncode == 0
+    killed = cli("run", kill="checkpoint:1:40")
+    assert killed.returncode == -9, killed.stderr
+    runs = sorted((tmp_path / "run" / "mnist1d_mlp").iterdir())
+    assert len(runs) == 2 and all((r / "round_1" / "checkpoint.pt").exists() for r in runs)
+    done = cli("run")
+    assert done.returncode == 0, done.stderr
+    refs = sorted((tmp_path / "ref" / "mnist1d_mlp").iterdir())
+    assert [r.name for r in refs] == [r.name for r in runs]
+    drop = lambda rs: [{k: v for k, v in r.items() if k != "wall_s"} for r in rs]  # noqa: E731
+    for ref, run in zip(refs, runs):
+        a, b = RunStore(ref), RunStore(run)
+        assert len(a.read_metrics()) == 2 and drop(a.read_metrics()) == drop(b.read_metrics())
+        for path in ("mask_path", "final_path"):
+            ta, tb = a.load_tensors(getattr(a, path)(1)), b.load_tensors(getattr(b, path)(1))
+            assert all(torch.equal(ta[n], tb[n]) for n in ta)
+        assert not (run / "round_1" / "checkpoint.pt").exists()

@@ -229,9 +229,16 @@ class PoisonMLP(TinyMLP):
         return out * float("nan") if self.poisoned else out
 
 
-def test_nan_loss_stops_the_round_and_keeps_earlier_rounds(tmp_path: Path) -> None:
+def test_nan_loss_stops_the_round_and_keeps_earlier_rounds(tmp_path: Path, monkeypatch) -> None:
     lottery = make(tmp_path, model=PoisonMLP, rounds=3)
-    lottery.on_round_start = lambda k, model, mask: setattr(model, "poisoned", k == 2)
+    begin = Lottery.begin_round
+
+    def poisoned_begin(self: Lottery, k: int) -> driver_module.RoundStart:
+        start = begin(self, k)
+        start.model.poisoned = k == 2
+        return start
+
+    monkeypatch.setattr(Lottery, "begin_round", poisoned_begin)
     with pytest.raises(TrainingError, match=r"training loss became nan .*\(round 2\).*"
                                             r"completed rounds are kept"):
         lottery.run()

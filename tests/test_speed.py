@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from lth.pruning import full_mask
-from lth.train import train
-from lth.train.loop import _masked_pairs
+from lth.train import LoopOptions, Span, train
+from lth.train.loop import masked_pairs
 from lth.train.optim import prefer_fused
 from tests.conftest import PYTHON, ROOT, TinyMLP, make_blobs
 
@@ -44,8 +44,8 @@ def test_masked_fast_path_keeps_pruned_weights_and_state_at_zero(name: str) -> N
     optimizer = FACTORIES[name](model.parameters())
     if name.endswith("_fused"):
         assert optimizer.defaults["fused"] is True
-    train(model, make_blobs(), optimizer, start_iter=0, end_iter=40, batch_size=32, seed=0,
-          lr_factor=lambda it: 1.0, mask=mask, eval_every=20)
+    train(model, make_blobs(), optimizer, Span(0, 40, lambda it: 1.0), batch_size=32, seed=0,
+          mask=mask, options=LoopOptions(eval_every=20))
     params = dict(model.named_parameters())
     for n, m in mask.items():
         assert bool((params[n][~m] == 0).all()), f"{name}: pruned weights of {n} moved"
@@ -58,11 +58,10 @@ def test_stale_optimizer_state_of_pruned_weights_is_cleared() -> None:
     torch.manual_seed(0)
     model, data = TinyMLP(), make_blobs()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    train(model, data, optimizer, start_iter=0, end_iter=5, batch_size=32, seed=0,
-          lr_factor=lambda it: 1.0)  # dense: every state entry is nonzero now
+    # dense: every state entry is nonzero now
+    train(model, data, optimizer, Span(0, 5, lambda it: 1.0), batch_size=32, seed=0)
     mask = half_mask(model)
-    train(model, data, optimizer, start_iter=5, end_iter=30, batch_size=32, seed=0,
-          lr_factor=lambda it: 1.0, mask=mask)
+    train(model, data, optimizer, Span(5, 30, lambda it: 1.0), batch_size=32, seed=0, mask=mask)
     params = dict(model.named_parameters())
     for n, m in mask.items():
         assert bool((params[n][~m] == 0).all())
@@ -71,11 +70,11 @@ def test_stale_optimizer_state_of_pruned_weights_is_cleared() -> None:
 
 def test_dense_mask_costs_no_multiply() -> None:
     model = TinyMLP()
-    assert _masked_pairs(model, full_mask(model)) == ([], [])
+    assert masked_pairs(dict(model.named_parameters()), full_mask(model)) == ([], [])
     mask = full_mask(model)
     mask["fc2.weight"] = mask["fc2.weight"].clone()
     mask["fc2.weight"][0, 0] = False
-    params, masks = _masked_pairs(model, mask)
+    params, masks = masked_pairs(dict(model.named_parameters()), mask)
     assert [p is model.fc2.weight for p in params] == [True]
 
 
@@ -85,8 +84,8 @@ def test_fused_training_matches_unfused_closely() -> None:
     def run(factory) -> torch.Tensor:
         torch.manual_seed(0)
         model = TinyMLP()
-        train(model, data, factory(model.parameters()), start_iter=0, end_iter=30,
-              batch_size=32, seed=0, lr_factor=lambda it: 1.0)
+        train(model, data, factory(model.parameters()), Span(0, 30, lambda it: 1.0), batch_size=32,
+              seed=0)
         return torch.cat([p.detach().flatten() for p in model.parameters()])
 
     adam = functools.partial(torch.optim.Adam, lr=1e-2)

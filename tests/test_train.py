@@ -7,9 +7,10 @@ import math
 import pytest
 import torch
 
+from lth.data import Dataset
 from lth.errors import ConfigError, TrainingError
 from lth.pruning import full_mask
-from lth.train import parse_duration, step_schedule, train
+from lth.train import LoopOptions, Span, parse_duration, step_schedule, train
 from tests.conftest import TinyMLP, make_blobs
 
 
@@ -39,8 +40,8 @@ def test_pruned_weights_stay_exactly_zero(opt: str) -> None:
                 p.mul_(mask[n])
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     optimizer = OPTIMIZERS[opt](model.parameters())
-    train(model, data, optimizer, start_iter=0, end_iter=60, batch_size=32, seed=0,
-          lr_factor=lambda it: 1.0, mask=mask, eval_every=20)
+    train(model, data, optimizer, Span(0, 60, lambda it: 1.0), batch_size=32, seed=0, mask=mask,
+          options=LoopOptions(eval_every=20))
     params = dict(model.named_parameters())
     for n, m in mask.items():
         assert bool((params[n][~m] == 0).all()), f"{opt}: pruned weights of {n} moved"
@@ -54,9 +55,9 @@ def test_pruned_weights_stay_exactly_zero(opt: str) -> None:
 def test_training_learns_and_reports(blobs) -> None:
     torch.manual_seed(0)
     model = TinyMLP()
-    result = train(model, blobs, torch.optim.Adam(model.parameters(), 1e-2), start_iter=0,
-                   end_iter=100, batch_size=32, seed=0, lr_factor=lambda it: 1.0,
-                   eval_every=25)
+    result = train(model, blobs, torch.optim.Adam(model.parameters(), 1e-2),
+                   Span(0, 100, lambda it: 1.0), batch_size=32, seed=0,
+                   options=LoopOptions(eval_every=25))
     assert [int(p["iter"]) for p in result.evals] == [0, 25, 50, 75, 100]
     assert result.test_acc > 0.8
     assert result.best_test_acc == max(p["test/acc"] for p in result.evals)
@@ -65,14 +66,23 @@ def test_training_learns_and_reports(blobs) -> None:
 
 
 def test_early_stop_uses_validation_loss_when_held_out() -> None:
-    data = make_blobs(val=64)
+    """The early-stop iteration is the validation loss's minimum, not the test loss's: the
+    validation labels here are shifted by one class, so the better the network gets on the
+    test set the worse its validation loss, and the two minima are far apart."""
+    d = make_blobs(val=64)
+    data = Dataset(d.name, d.x_train, d.y_train, d.x_test, d.y_test, d.num_classes,
+                   x_val=d.x_test[:64], y_val=(d.y_test[:64] + 1) % d.num_classes)
     torch.manual_seed(0)
     model = TinyMLP()
-    result = train(model, data, torch.optim.Adam(model.parameters(), 1e-2), start_iter=0,
-                   end_iter=60, batch_size=32, seed=0, lr_factor=lambda it: 1.0,
-                   eval_every=20)
+    result = train(model, data, torch.optim.Adam(model.parameters(), 1e-2),
+                   Span(0, 60, lambda it: 1.0), batch_size=32, seed=0,
+                   options=LoopOptions(eval_every=20))
+    by_val = min(result.evals, key=lambda p: p["val/loss"])
+    by_test = min(result.evals, key=lambda p: p["test/loss"])
+    assert by_val["iter"] != by_test["iter"], "the data must make the two choices differ"
     assert result.val_acc is not None
-    assert result.early_stop_iter == min(result.evals, key=lambda p: p["val/loss"])["iter"]
+    assert result.early_stop_iter == by_val["iter"]
+    assert result.early_stop_test_acc == by_val["test/acc"]
 
 
 def test_same_seed_same_result(blobs) -> None:
@@ -80,8 +90,8 @@ def test_same_seed_same_result(blobs) -> None:
         torch.manual_seed(1)
         model = TinyMLP()
         res = train(model, blobs, torch.optim.SGD(model.parameters(), 0.1, momentum=0.9),
-                    start_iter=0, end_iter=50, batch_size=16, seed=5,
-                    lr_factor=lambda it: 1.0, eval_every=10)
+                    Span(0, 50, lambda it: 1.0), batch_size=16, seed=5,
+                    options=LoopOptions(eval_every=10))
         return model.state_dict(), res.evals
 
     (s1, e1), (s2, e2) = run(), run()
@@ -92,9 +102,8 @@ def test_same_seed_same_result(blobs) -> None:
 def test_hooks_run_at_their_iteration(blobs) -> None:
     seen = []
     model = TinyMLP()
-    train(model, blobs, torch.optim.SGD(model.parameters(), 0.1), start_iter=0, end_iter=10,
-          batch_size=16, seed=0, lr_factor=lambda it: 1.0,
-          hooks={0: lambda m: seen.append(0), 7: lambda m: seen.append(7),
+    train(model, blobs, torch.optim.SGD(model.parameters(), 0.1), Span(0, 10, lambda it: 1.0),
+          batch_size=16, seed=0, hooks={0: lambda m: seen.append(0), 7: lambda m: seen.append(7),
                  10: lambda m: seen.append(10)})
     assert seen == [0, 7, 10]
 
@@ -104,8 +113,8 @@ def test_learning_rate_follows_schedule(blobs) -> None:
     opt = torch.optim.SGD(model.parameters(), lr=0.5)
     lrs = []
     factor = step_schedule([5, 8], gamma=0.1, warmup=2)
-    train(model, blobs, opt, start_iter=3, end_iter=10, batch_size=16, seed=0,
-          lr_factor=factor, hooks={i: (lambda m: lrs.append(opt.param_groups[0]["lr"]))
+    train(model, blobs, opt, Span(3, 10, factor), batch_size=16, seed=0,
+          hooks={i: (lambda m: lrs.append(opt.param_groups[0]["lr"]))
                                    for i in range(4, 11)})
     assert lrs == pytest.approx([0.5, 0.5, 0.05, 0.05, 0.05, 0.005, 0.005])
     assert step_schedule([], warmup=4)(0) == pytest.approx(0.25)
@@ -115,8 +124,8 @@ def test_nan_loss_stops_with_clear_error(blobs) -> None:
     model = TinyMLP()
     opt = torch.optim.SGD(model.parameters(), lr=1e6)
     with pytest.raises(TrainingError, match="lower optimizer.lr"):
-        train(model, blobs, opt, start_iter=0, end_iter=200, batch_size=16, seed=0,
-              lr_factor=lambda it: 1.0, eval_every=10)
+        train(model, blobs, opt, Span(0, 200, lambda it: 1.0), batch_size=16, seed=0,
+              options=LoopOptions(eval_every=10))
 
 
 @pytest.mark.parametrize("value,expected", [("500it", 500), ("3ep", 30), (" 0it", 0),

@@ -4,12 +4,16 @@ A checkpoint holds the model and optimizer states, the loop's ``TrainState`` (it
 accumulator, evaluations so far) and every RNG state (torch CPU, CUDA when present, numpy,
 Python). The learning rate and the batches are pure functions of the iteration, so the
 iteration is their whole state. Only tensors, numbers, strings, lists and dicts are stored,
-so the file loads with ``torch.load(weights_only=True)``.
+so the file loads with ``torch.load(weights_only=True)``. A replica's checkpoint (replicas=K)
+has the format of its single run's: either can resume the other.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,17 @@ from lth.errors import CheckpointError
 from lth.train import TrainState
 
 FORMAT = 1
+
+
+@dataclass
+class Checkpoint:
+    """A round's state at ``state.it``: loop, model, optimizer, RNGs, wall time so far."""
+
+    state: TrainState
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    rng: dict[str, Any]
+    wall_s: float
 
 
 def rng_state() -> dict[str, Any]:
@@ -50,41 +65,70 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def pack(round_index: int, span: tuple[int, int], state: TrainState, model: nn.Module,
-         optimizer: torch.optim.Optimizer, wall_s: float) -> dict[str, Any]:
-    """The checkpoint of round ``round_index`` (training ``span`` = (start, end) iterations)."""
+def capture(state: TrainState, model: nn.Module, optimizer_state: dict[str, Any],
+            wall_s: float) -> Checkpoint:
+    """The checkpoint of ``model`` now, with the current RNG states."""
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return Checkpoint(state, weights, optimizer_state, rng_state(), wall_s)
+
+
+def pack(round_index: int, span: tuple[int, int], ckpt: Checkpoint) -> dict[str, Any]:
+    """The stored form of round ``round_index``'s checkpoint (``span`` = (start, end))."""
+    s = ckpt.state
     return {
-        "format": FORMAT, "round": round_index, "span": list(span), "wall_s": wall_s,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "train": {"it": state.it, "loss_sum": state.loss_sum.detach().cpu(),
-                  "steps": state.steps, "last_loss": state.last_loss, "evals": state.evals},
-        "rng": rng_state(),
+        "format": FORMAT, "round": round_index, "span": list(span), "wall_s": ckpt.wall_s,
+        "model": ckpt.model, "optimizer": ckpt.optimizer,
+        "train": {"it": s.it, "loss_sum": s.loss_sum.detach().cpu(), "steps": s.steps,
+                  "last_loss": s.last_loss, "evals": s.evals},
+        "rng": ckpt.rng,
     }
 
 
-def unpack(ckpt: Any, path: Path, round_index: int, span: tuple[int, int], model: nn.Module,
-           optimizer: torch.optim.Optimizer) -> tuple[TrainState, float]:
-    """Restore model, optimizer and RNGs from ``ckpt``; returns the loop state and the wall
-    time spent so far. CheckpointError if ``ckpt`` is not a checkpoint of this round."""
-    fix = f"delete it to restart round {round_index} from its beginning"
+def _fix(round_index: int) -> str:
+    return f"delete it to restart round {round_index} from its beginning"
+
+
+def _reason(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def unpack(obj: Any, path: Path, round_index: int, span: tuple[int, int]) -> Checkpoint:
+    """The checkpoint stored in ``obj``; CheckpointError unless it is one of this round."""
+    fix = _fix(round_index)
     try:
-        if ckpt["format"] != FORMAT or ckpt["round"] != round_index:
+        if obj["format"] != FORMAT or obj["round"] != round_index:
             raise CheckpointError(f"{path} is not a checkpoint of round {round_index}: {fix}")
-        if list(ckpt["span"]) != list(span):
-            raise CheckpointError(f"{path} covers iterations {ckpt['span']}, the round "
+        if list(obj["span"]) != list(span):
+            raise CheckpointError(f"{path} covers iterations {obj['span']}, the round "
                                   f"{list(span)}: {fix}")
-        t = ckpt["train"]
+        t = obj["train"]
         state = TrainState(int(t["it"]), t["loss_sum"], int(t["steps"]),
                            float(t["last_loss"]), list(t["evals"]))
         if not span[0] < state.it < span[1]:
             raise CheckpointError(f"{path} is at iteration {state.it}, outside the round: {fix}")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        set_rng_state(ckpt["rng"])
+        return Checkpoint(state, dict(obj["model"]), obj["optimizer"], obj["rng"],
+                          float(obj.get("wall_s", 0.0)))
     except CheckpointError:
         raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path} does not fit this run ({_reason(e)}): {fix}") from None
+
+
+@contextmanager
+def fitting(path: Path, round_index: int) -> Iterator[None]:
+    """Turn the errors of loading a checkpoint's states into a CheckpointError naming it."""
+    try:
+        yield
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} does not fit this run ({reason}): {fix}") from None
-    return state, float(ckpt.get("wall_s", 0.0))
+        raise CheckpointError(f"{path} does not fit this run ({_reason(e)}): "
+                              f"{_fix(round_index)}") from None
+
+
+def restore(ckpt: Checkpoint, path: Path, round_index: int, model: nn.Module,
+            load_optimizer: Callable[[dict[str, Any]], None]) -> None:
+    """Load ``ckpt`` into ``model``, the optimizer and the RNGs; CheckpointError if it does
+    not fit them."""
+    with fitting(path, round_index):
+        model.load_state_dict(ckpt.model)
+        load_optimizer(ckpt.optimizer)
+        set_rng_state(ckpt.rng)

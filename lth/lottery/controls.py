@@ -12,27 +12,24 @@ A control replays exactly the ticket's span of round k (iterations, learning rat
 order); only the mask or the start weights differ. Its files go to
 ``round_<k>/controls/<name>/`` and its record, the ticket's keys plus ``control`` and
 ``control_seed``, to ``controls.jsonl``. Sinks get it as a round row whose metric names are
-prefixed ``control/<name>/`` (e.g. ``control/random_prune/test/acc``), stepped by ``round``.
+prefixed ``control/<name>/`` (e.g. ``control/random_prune/test/acc``), stepped by ``round``
+(``lth.tracking.wandb_sink.control_metrics``). A control is a branch of its round: it is begun
+here and trained and stored by the lottery's own round API.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 import torch
 
 from lth.errors import ConfigError
-from lth.lottery.driver import Lottery
+from lth.lottery.driver import Branch, Lottery, Record, RoundStart
 from lth.lottery.seeds import derive_seed
-from lth.pruning import Mask, apply_mask, check_mask
-from lth.tracking import round_metrics
-from lth.train import train
+from lth.pruning import Mask, apply_mask
 
 CONTROLS = ("random_reinit", "random_prune")
-Record = dict[str, Any]
 
 
 def check_controls(names: Iterable[str]) -> tuple[str, ...]:
@@ -61,26 +58,17 @@ def shuffled_mask(mask: Mask, seed: int) -> Mask:
     return {n: out[n].to(mask[n].device) for n in mask}
 
 
-def control_metrics(record: Record) -> dict[str, Any]:
-    """The W&B row of a control's record: ``round`` plus ``control/<name>/<metric>``."""
-    name = record["control"]
-    rest = {k: v for k, v in record.items() if k not in ("round", "control")}
-    row = {f"control/{name}/{key}": value for key, value in round_metrics(rest).items()}
-    return {"round": record["round"], **row}
-
-
-def run_control(lottery: Lottery, k: int, name: str) -> Record:
-    """Train control ``name`` beside the stored round ``k`` >= 1 of ``lottery``; store it."""
+def control_start(lottery: Lottery, k: int, name: str) -> RoundStart:
+    """Control ``name`` of the stored round ``k`` >= 1, ready to train: the ticket's start
+    state and span, with the control's mask or initialisation."""
     (name,) = check_controls([name])
-    s, store = lottery.settings, lottery.store
     if k < 1:
         raise ConfigError(f"round {k} is dense: controls exist for rounds >= 1 only")
     began = time.perf_counter()
-    model = lottery._initial_model()
-    ticket_mask = store.load_tensors(store.mask_path(k))
-    check_mask(model, ticket_mask, str(store.mask_path(k)))
+    model = lottery.initial_model()
+    ticket_mask = lottery.load_mask(model, k)
     span = lottery.start_weights(k, model)
-    seed = control_seed(s.seed, name, k)
+    seed = control_seed(lottery.settings.seed, name, k)
     if name == "random_reinit":
         torch.manual_seed(seed)
         model.load_state_dict(lottery.make_model().state_dict())
@@ -88,21 +76,14 @@ def run_control(lottery: Lottery, k: int, name: str) -> Record:
     else:
         mask = shuffled_mask(ticket_mask, seed)
     apply_mask(model, mask)
-    result = train(
-        model, lottery.data, lottery.make_optimizer(model.parameters()),
-        start_iter=span["start"], end_iter=span["end"], batch_size=s.batch_size,
-        seed=s.data_seed, lr_factor=span["lr"], mask=mask, eval_every=s.eval_every,
-        progress=lottery.progress, desc=f"round {k} {name}",
-    )
-    record = lottery._record(k, mask, result, span["end"] - span["start"],
-                             time.perf_counter() - began)
-    record.update(control=name, control_seed=seed)
-    store.save_tensors(store.mask_path(k, name), mask)
-    store.save_tensors(store.final_path(k, name), model.state_dict())
-    store.write_text(store.curve_path(k, name), json.dumps(result.evals))
-    store.append_control(record)
-    lottery.sink.log_round(control_metrics(record))
-    return record
+    branch = Branch(name, {"control": name, "control_seed": seed})
+    return RoundStart(k, model, mask, span, {}, began, branch)
+
+
+def run_control(lottery: Lottery, k: int, name: str) -> Record:
+    """Train control ``name`` beside the stored round ``k`` >= 1 of ``lottery``; store it."""
+    start = control_start(lottery, k, name)
+    return lottery.finish_round(start, lottery.train_round(start))
 
 
 def pending_controls(lottery: Lottery, names: Iterable[str],

@@ -11,15 +11,19 @@ weights of round k-1 to the scheduled density and retrains according to ``retrai
 
 Round k's target density is ``(1 - p) ** k`` per group; with ``oneshot`` round 1 prunes the
 dense trained network straight to the density of ``rounds`` rounds (and is the last round);
-with ``schedule`` round k targets ``schedule[k - 1]`` (see ``target_densities``).
+with ``schedule`` round k targets ``schedule[k - 1]`` (see ``LotterySettings``).
+
+A round is begun (``begin_round``: its model at the start state, mask, span, hooks), trained
+(``train_round``) and finished (``finish_round``: files, record, sink). Branches trained beside
+a stored round (``lth.lottery.controls``) go through the same three steps with a ``Branch``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,106 +31,39 @@ import torch
 from torch import nn
 
 from lth.data import Dataset
-from lth.errors import CheckpointError, ConfigError
+from lth.errors import CheckpointError
 from lth.lottery import checkpoint
+from lth.lottery.checkpoint import Checkpoint
 from lth.lottery.faults import kill_point
-from lth.lottery.seeds import derive_seed
+from lth.lottery.settings import LotterySettings
 from lth.lottery.store import RunStore
 from lth.pruning import (
     Mask,
-    PruneRates,
     apply_mask,
     check_mask,
-    check_strategy,
     full_mask,
     layer_density,
     layer_rates,
     prune_mask,
     remaining,
-    scheduled_densities,
-    target_densities,
     total,
 )
 from lth.tracking import Sink
-from lth.train import TrainResult, TrainState, constant_schedule, train
+from lth.tracking.wandb_sink import control_metrics
+from lth.train import LoopOptions, Span, TrainResult, constant_schedule, train
 from lth.train.schedule import LRFactor
 
-RETRAIN_MODES = ("weight_rewind", "lr_rewind", "finetune")
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
+Record = dict[str, Any]
 
 
 @dataclass(frozen=True)
-class LotterySettings:
-    """Everything the loop needs, in iterations. Built once from the config, at the edge."""
+class Branch:
+    """A run trained beside a stored round: ``round_<k>/controls/<name>/``, its record in
+    ``controls.jsonl`` with ``fields`` added (the control's name and seed)."""
 
-    seed: int
-    rounds: int
-    iterations: int
-    batch_size: int
-    rewind_iter: int
-    strategy: str
-    rates: PruneRates
-    retrain: str = "weight_rewind"
-    finetune_iters: int = 0
-    eval_every: int = 0
-    include_bias: bool = False
-    checkpoint_every: int = 0  # iterations between mid-round checkpoints (0: none)
-    oneshot: bool = False               # one step from dense to the density of `rounds` rounds
-    schedule: tuple[float, ...] = ()    # explicit target density of each round k >= 1
-
-    def __post_init__(self) -> None:
-        check_strategy(self.strategy)
-        if self.rounds < 0:
-            raise ConfigError(f"prune.rounds={self.rounds} is negative; use 0 or more")
-        if self.iterations <= 0:
-            raise ConfigError("train.duration is 0: train for at least one iteration")
-        if self.rewind_iter > self.iterations:
-            raise ConfigError(
-                f"prune.rewind ({self.rewind_iter} iterations) is later than train.duration "
-                f"({self.iterations} iterations): rewind to an earlier point"
-            )
-        if self.retrain not in RETRAIN_MODES:
-            raise ConfigError(
-                f"prune.retrain={self.retrain!r} is unknown; choose one of "
-                f"{', '.join(RETRAIN_MODES)}"
-            )
-        if self.retrain == "finetune" and self.finetune_iters <= 0:
-            raise ConfigError("prune.retrain=finetune needs prune.finetune_duration > 0it")
-        if self.oneshot and self.schedule:
-            raise ConfigError("prune.oneshot=true and prune.schedule both set: choose one")
-        steps = (1.0, *self.schedule)
-        if not all(0 < b < a for a, b in zip(steps, steps[1:])):
-            raise ConfigError(f"prune.schedule={list(self.schedule)} must be densities in "
-                              "(0, 1) that decrease round by round, e.g. [0.5, 0.2, 0.05]")
-
-    @property
-    def last_round(self) -> int:
-        """The last round to run: ``rounds``, or fewer when one-shot or a schedule ends."""
-        if self.oneshot:
-            return min(self.rounds, 1)
-        if self.schedule:
-            return min(self.rounds, len(self.schedule))
-        return self.rounds
-
-    def round_densities(self, k: int, rates: dict[str, float]) -> dict[str, float]:
-        """Each tensor's target density in round ``k`` >= 1, from its per-round rate."""
-        if self.oneshot:
-            return scheduled_densities(rates, self.rounds)
-        if self.schedule:
-            return target_densities(rates, self.rates.fraction, self.schedule[k - 1])
-        return scheduled_densities(rates, k)
-
-    @property
-    def data_seed(self) -> int:
-        # The same data order in every round, as in open_lth.
-        return derive_seed(self.seed, "data")
-
-    @property
-    def init_seed(self) -> int:
-        return derive_seed(self.seed, "init")
-
-    def prune_seed(self, round_index: int) -> int:
-        return derive_seed(self.seed, "prune", round_index)
+    name: str
+    fields: Mapping[str, Any]
 
 
 @dataclass
@@ -136,14 +73,20 @@ class RoundStart:
     k: int
     model: nn.Module
     mask: Mask
-    span: dict[str, Any]  # start, end (iterations) and lr (the LRFactor)
+    span: Span
     hooks: dict[int, Callable[[nn.Module], None]]
-    began: float  # perf_counter() when the round began
+    began: float  # perf_counter() when the round began (earlier by a resumed run's time)
+    branch: Branch | None = None
 
 
 @dataclass
 class Lottery:
-    """One IMP experiment: settings, data, how to build the model and optimizer, where to log."""
+    """One IMP experiment: settings, data, how to build the model and optimizer, where to log.
+
+    ``pruner`` has ``prune_mask``'s signature (``lth.pruning.structured.ChannelPruner`` for
+    channel pruning); ``versions`` (lth version, commit, ...) is noted in run.json for each
+    round this process completes.
+    """
 
     settings: LotterySettings
     data: Dataset
@@ -154,12 +97,11 @@ class Lottery:
     sink: Sink
     device: torch.device
     progress: bool = False
-    on_round_start: Callable[[int, nn.Module, Mask], None] | None = None
-    # prune_mask's signature; lth.pruning.structured.ChannelPruner for channel pruning.
     pruner: Callable[..., Mask] = prune_mask
+    versions: Mapping[str, str] = field(default_factory=dict)
 
-    # -- helpers ---------------------------------------------------------------------------
-    def _load_state(self, model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
+    # -- start states ------------------------------------------------------------------------
+    def load_state(self, model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
         """The tensors of ``path``, checked to fit ``model`` name by name and shape by shape."""
         state = self.store.load_tensors(path)
         expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
@@ -171,134 +113,180 @@ class Lottery:
                 "made for another model; delete the run directory or choose the matching model")
         return state
 
-    def _initial_model(self) -> nn.Module:
+    def load_mask(self, model: nn.Module, k: int) -> Mask:
+        """The ticket's stored mask of round ``k``, checked to fit ``model``."""
+        mask = self.store.load_tensors(self.store.mask_path(k))
+        check_mask(model, mask, str(self.store.mask_path(k)))
+        return mask
+
+    def initial_model(self) -> nn.Module:
+        """A fresh model at the run's initialisation (init.pt, saved on first use)."""
         torch.manual_seed(self.settings.init_seed)
         model = self.make_model().to(self.device)
         if self.store.init_path.exists():
-            model.load_state_dict(self._load_state(model, self.store.init_path))
+            model.load_state_dict(self.load_state(model, self.store.init_path))
         else:
             self.store.save_tensors(self.store.init_path, model.state_dict())
         return model
 
-    def _resume(self, k: int, span: dict[str, Any], model: nn.Module,
-                optimizer: torch.optim.Optimizer) -> tuple[TrainState | None, float]:
-        """Restore round ``k``'s checkpoint, if there is one: (loop state, wall time so far)."""
-        path = self.store.checkpoint_path(k)
-        if not path.exists():
-            return None, 0.0
-        ckpt = self.store.load(path, f"delete it to restart round {k} from its beginning")
-        return checkpoint.unpack(ckpt, path, k, (span["start"], span["end"]), model, optimizer)
+    def start_weights(self, k: int, model: nn.Module,
+                      final: dict[str, torch.Tensor] | None = None) -> Span:
+        """Load round k's (>= 1) start weights into ``model``, unmasked; its span.
 
-    def _checkpoint(self, k: int, span: dict[str, Any], state: TrainState, model: nn.Module,
-                    optimizer: torch.optim.Optimizer, wall_s: float) -> None:
-        self.store.save(self.store.checkpoint_path(k), checkpoint.pack(
-            k, (span["start"], span["end"]), state, model, optimizer, wall_s))
-        kill_point(f"checkpoint:{k}:{state.it}")
-
-    def _round_start(self, k: int, model: nn.Module) -> tuple[Mask, dict[str, Any]]:
-        """Mask and (start, end, lr factor) of round k, with ``model`` set to its start state."""
-        s = self.settings
-        if k == 0:
-            return full_mask(model, s.include_bias), dict(
-                start=0, end=s.iterations, lr=self.lr_factor)
-        prev_mask = self.store.load_tensors(self.store.mask_path(k - 1))
-        check_mask(model, prev_mask, str(self.store.mask_path(k - 1)))
-        prev_final = self._load_state(model, self.store.final_path(k - 1))
-        rates = layer_rates(model, sorted(prev_mask), s.rates)
-        mask = self.pruner(prev_final, prev_mask, strategy=s.strategy,
-                           densities=s.round_densities(k, rates), seed=s.prune_seed(k))
-        span = self.start_weights(k, model)
-        apply_mask(model, mask)
-        return mask, span
-
-    def start_weights(self, k: int, model: nn.Module) -> dict[str, Any]:
-        """Load round k's (>= 1) start weights into ``model``, unmasked; its (start, end, lr).
-
-        The controls start from here too, so they replay exactly the ticket's span.
+        ``final`` is round k-1's trained state when the caller has it already. Branches start
+        from here too, so they replay exactly the ticket's span.
         """
         s = self.settings
         if s.retrain == "weight_rewind":
-            model.load_state_dict(self._load_state(model, self.store.rewind_path))
-            return dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)
-        model.load_state_dict(self._load_state(model, self.store.final_path(k - 1)))
+            model.load_state_dict(self.load_state(model, self.store.rewind_path))
+            return Span(s.rewind_iter, s.iterations, self.lr_factor)
+        if final is None:
+            final = self.load_state(model, self.store.final_path(k - 1))
+        model.load_state_dict(final)
         if s.retrain == "lr_rewind":
-            return dict(start=s.rewind_iter, end=s.iterations, lr=self.lr_factor)
+            return Span(s.rewind_iter, s.iterations, self.lr_factor)
         final_lr = constant_schedule(self.lr_factor(s.iterations - 1))
-        return dict(start=s.iterations, end=s.iterations + s.finetune_iters, lr=final_lr)
+        return Span(s.iterations, s.iterations + s.finetune_iters, final_lr)
 
-    def _record(self, k: int, mask: Mask, result: TrainResult, iters: int,
-                wall: float) -> dict[str, Any]:
-        kept, size = remaining(mask), total(mask)
-        record: dict[str, Any] = {
-            "round": k, "density": kept / size, "sparsity": 1 - kept / size,
+    def _prune(self, k: int, model: nn.Module) -> tuple[Mask, Span]:
+        """Round k's (>= 1) mask, pruned from round k-1, with ``model`` at its start state."""
+        s = self.settings
+        prev_mask = self.load_mask(model, k - 1)
+        prev_final = self.load_state(model, self.store.final_path(k - 1))
+        rates = layer_rates(model, sorted(prev_mask), s.rates)
+        mask = self.pruner(prev_final, prev_mask, strategy=s.strategy,
+                           densities=s.round_densities(k, rates), seed=s.prune_seed(k))
+        return mask, self.start_weights(k, model, prev_final)
+
+    def begin_round(self, k: int) -> RoundStart:
+        """Round ``k``'s model at its start state, mask, span and hooks (no training yet)."""
+        began = time.perf_counter()
+        model = self.initial_model()
+        hooks: dict[int, Callable[[nn.Module], None]] = {}
+        if k == 0:
+            s = self.settings
+            mask, span = full_mask(model, s.include_bias), Span(0, s.iterations, self.lr_factor)
+            hooks[s.rewind_iter] = lambda m: self.store.save_tensors(
+                self.store.rewind_path, m.state_dict())
+        else:
+            mask, span = self._prune(k, model)
+            apply_mask(model, mask)
+        return RoundStart(k, model, mask, span, hooks, began)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def load_checkpoint(self, start: RoundStart) -> Checkpoint | None:
+        """The ticket's mid-round checkpoint of ``start.k``, if there is one (not restored)."""
+        path = self.store.checkpoint_path(start.k)
+        if start.branch is not None or not path.exists():
+            return None
+        obj = self.store.load(path, f"delete it to restart round {start.k} from its beginning")
+        return checkpoint.unpack(obj, path, start.k, (start.span.start, start.span.end))
+
+    def save_checkpoint(self, start: RoundStart, ckpt: Checkpoint) -> None:
+        """Store the ticket's mid-round checkpoint of ``start.k``."""
+        span = (start.span.start, start.span.end)
+        self.store.save(self.store.checkpoint_path(start.k),
+                        checkpoint.pack(start.k, span, ckpt))
+
+    def loop_options(self, start: RoundStart, desc: str) -> LoopOptions:
+        """Evaluation and (for the ticket, not branches) checkpoint intervals of a round."""
+        every = self.settings.checkpoint_every if start.branch is None else 0
+        return LoopOptions(eval_every=self.settings.eval_every, checkpoint_every=every,
+                           progress=self.progress, desc=desc)
+
+    # -- training ------------------------------------------------------------------------------
+    def train_round(self, start: RoundStart) -> TrainResult:
+        """Train a begun round (resuming from its checkpoint); the model holds the result."""
+        s, k, model = self.settings, start.k, start.model
+        optimizer = self.make_optimizer(model.parameters())
+        ckpt, resume = self.load_checkpoint(start), None
+        if ckpt is not None:
+            checkpoint.restore(ckpt, self.store.checkpoint_path(k), k, model,
+                               optimizer.load_state_dict)
+            resume, start.began = ckpt.state, start.began - ckpt.wall_s
+
+        def save(state: Any) -> None:
+            wall = time.perf_counter() - start.began
+            self.save_checkpoint(start, checkpoint.capture(state, model,
+                                                           optimizer.state_dict(), wall))
+            kill_point(f"checkpoint:{k}:{state.it}")
+
+        name = f"round {k}" + (f" {start.branch.name}" if start.branch else "")
+        log_curve = start.branch is None
+        return train(
+            model, self.data, optimizer, start.span, batch_size=s.batch_size,
+            seed=s.data_seed, mask=start.mask, options=self.loop_options(start, name),
+            hooks=start.hooks, resume=resume, on_checkpoint=save,
+            on_eval=(lambda it, point: self.sink.log_curve(k, it, point)) if log_curve else None,
+        )
+
+    def record(self, start: RoundStart, result: TrainResult) -> Record:
+        """The round's (or branch's) record: density, accuracies, iterations, wall time."""
+        mask, kept, size = start.mask, remaining(start.mask), total(start.mask)
+        record: Record = {
+            "round": start.k, "density": kept / size, "sparsity": 1 - kept / size,
             "remaining": kept, "total": size, "test_acc": result.test_acc,
             "test_loss": result.test_loss, "best_test_acc": result.best_test_acc,
             "best_iter": result.best_iter, "early_stop_iter": result.early_stop_iter,
             "early_stop_test_acc": result.early_stop_test_acc, "train_loss": result.train_loss,
-            "iterations": iters, "wall_s": round(wall, 3), "layer_density": layer_density(mask),
+            "iterations": start.span.iterations,
+            "wall_s": round(time.perf_counter() - start.began, 3),
+            "layer_density": layer_density(mask),
         }
         if result.val_acc is not None:
             record.update(val_acc=result.val_acc, val_loss=result.val_loss)
+        if start.branch is not None:
+            record.update(start.branch.fields)
         return record
 
-    # -- the loop --------------------------------------------------------------------------
-    def begin_round(self, k: int) -> RoundStart:
-        """Round ``k``'s model at its start state, mask, span and hooks (no training yet)."""
-        began = time.perf_counter()
-        model = self._initial_model()
-        mask, span = self._round_start(k, model)
-        if self.on_round_start is not None:
-            self.on_round_start(k, model, mask)
-        hooks: dict[int, Callable[[nn.Module], None]] = {}
-        if k == 0:
-            hooks[self.settings.rewind_iter] = lambda m: self.store.save_tensors(
-                self.store.rewind_path, m.state_dict())
-        return RoundStart(k, model, mask, span, hooks, began)
-
-    def finish_round(self, start: RoundStart, result: TrainResult) -> dict[str, Any]:
-        """Store round ``start.k``'s files and record (the record last) and log it."""
-        k, span = start.k, start.span
-        record = self._record(k, start.mask, result, span["end"] - span["start"],
-                              time.perf_counter() - start.began)
-        self.store.save_tensors(self.store.mask_path(k), start.mask)
-        self.store.save_tensors(self.store.final_path(k), start.model.state_dict())
-        self.store.write_text(self.store.curve_path(k), json.dumps(result.evals))
+    def finish_round(self, start: RoundStart, result: TrainResult) -> Record:
+        """Store the round's (or branch's) files and record (the record last) and log it."""
+        k, branch = start.k, start.branch
+        name = branch.name if branch else None
+        record = self.record(start, result)
+        self.store.save_tensors(self.store.mask_path(k, name), start.mask)
+        self.store.save_tensors(self.store.final_path(k, name), start.model.state_dict())
+        self.store.write_text(self.store.curve_path(k, name), json.dumps(result.evals))
+        if branch is not None:
+            self.store.append_control(record)
+            self.sink.log_round(control_metrics(record))
+            return record
+        self._note_versions(k)
         self.store.append_metrics(record)
         self.store.remove(self.store.checkpoint_path(k))
         self.sink.log_round(record)
         return record
 
-    def run_round(self, k: int) -> dict[str, Any]:
-        """Run round ``k`` (its predecessors must be complete) and store its files."""
-        s = self.settings
-        start = self.begin_round(k)
-        model, mask, span, hooks = start.model, start.mask, start.span, start.hooks
-        optimizer = self.make_optimizer(model.parameters())
-        resume, spent = self._resume(k, span, model, optimizer)
-        start.began -= spent  # wall time includes what a killed process already spent
-        result = train(
-            model, self.data, optimizer, start_iter=span["start"], end_iter=span["end"],
-            batch_size=s.batch_size, seed=s.data_seed, lr_factor=span["lr"], mask=mask,
-            eval_every=s.eval_every, hooks=hooks, progress=self.progress,
-            on_eval=lambda it, point: self.sink.log_curve(k, it, point),
-            desc=f"round {k}", checkpoint_every=s.checkpoint_every, resume=resume,
-            on_checkpoint=lambda state: self._checkpoint(
-                k, span, state, model, optimizer, time.perf_counter() - start.began),
-        )
-        return self.finish_round(start, result)
+    def _note_versions(self, k: int) -> None:
+        """Record in run.json which versions (lth, commit, ...) made round ``k``."""
+        if not self.versions:
+            return
+        path = self.store.info_path
+        info = json.loads(path.read_text()) if path.exists() else {}
+        info.setdefault("rounds", {})[str(k)] = dict(self.versions)
+        self.store.write_text(path, json.dumps(info, indent=2))
 
+    def run_round(self, k: int) -> Record:
+        """Run round ``k`` (its predecessors must be complete) and store its files."""
+        start = self.begin_round(k)
+        return self.finish_round(start, self.train_round(start))
+
+    # -- the rounds ----------------------------------------------------------------------------
     def pending_rounds(self) -> list[int]:
         """Rounds not yet complete, in order."""
         done = len(self.store.read_metrics())
         return list(range(done, self.settings.last_round + 1))
 
-    def run(self, on_round: Callable[[dict[str, Any]], None] | None = None
-            ) -> list[dict[str, Any]]:
-        """Run every pending round; returns all records, stored ones included."""
+    def remove_stale_checkpoints(self) -> None:
+        """Delete checkpoints of completed rounds (a kill between a round's metrics line and
+        its checkpoint's removal leaves one)."""
         for k in range(len(self.store.read_metrics())):
-            # A kill between a round's metrics line and its checkpoint's removal leaves one.
             if self.store.checkpoint_path(k).exists():
                 self.store.remove(self.store.checkpoint_path(k))
+
+    def run(self, on_round: Callable[[Record], None] | None = None) -> list[Record]:
+        """Run every pending round; returns all records, stored ones included."""
+        self.remove_stale_checkpoints()
         for k in self.pending_rounds():
             record = self.run_round(k)
             if on_round is not None:

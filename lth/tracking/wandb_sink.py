@@ -169,6 +169,14 @@ def round_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def control_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The W&B row of a control's record: ``round`` plus ``control/<name>/<metric>``."""
+    name = record["control"]
+    rest = {k: v for k, v in record.items() if k not in ("round", "control")}
+    row = {f"control/{name}/{key}": value for key, value in round_metrics(rest).items()}
+    return {"round": record["round"], **row}
+
+
 class WandbSink:
     """Logs rounds and curves to one W&B run; warns once and goes quiet if W&B fails."""
 

@@ -1,9 +1,10 @@
-"""Training: durations, learning-rate schedules, the loop and evaluation."""
+"""Training: durations, learning-rate schedules, the one loop core and evaluation."""
 
+from lth.train.core import Callbacks, LoopOptions, Span, TrainResult, TrainState, run_loop
 from lth.train.duration import parse_duration
 from lth.train.evaluate import evaluate
-from lth.train.loop import TrainResult, TrainState, train
+from lth.train.loop import train
 from lth.train.schedule import constant_schedule, step_schedule
 
-__all__ = ["parse_duration", "evaluate", "TrainResult", "TrainState", "train", "constant_schedule",
-           "step_schedule"]
+__all__ = ["Callbacks", "LoopOptions", "Span", "TrainResult", "TrainState", "run_loop",
+           "parse_duration", "evaluate", "train", "constant_schedule", "step_schedule"]

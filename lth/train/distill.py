@@ -2,7 +2,8 @@
 
 A smaller dense student learns from the dense teacher's softened outputs and the labels:
 ``loss = alpha * T^2 * KL(softmax(teacher/T) || softmax(student/T)) + (1 - alpha) * CE``.
-The T^2 keeps the soft term's gradients on the scale of the hard one as T changes.
+The T^2 keeps the soft term's gradients on the scale of the hard one as T changes. The student
+trains through the loop core (``lth.train.core``), like every other run.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lth.data import BatchIterator, Dataset
-from lth.errors import TrainingError
+from lth.train.core import LoopOptions, Span, TrainResult, base_lrs, run_loop, set_lr
 from lth.train.evaluate import evaluate
 from lth.train.schedule import LRFactor
 
@@ -27,30 +28,52 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     return alpha * temperature**2 * soft + (1.0 - alpha) * hard
 
 
+class DistillStepper:
+    """The update of a student on ``kd_loss`` against a frozen teacher (eval mode)."""
+
+    replicas = 1
+
+    def __init__(self, student: nn.Module, teacher: nn.Module,
+                 optimizer: torch.optim.Optimizer, batches: BatchIterator, temperature: float,
+                 alpha: float) -> None:
+        self.student, self.teacher, self.optimizer, self.batches = (student, teacher,
+                                                                    optimizer, batches)
+        self.temperature, self.alpha = temperature, alpha
+        self.lrs = base_lrs(optimizer)
+        teacher.eval()
+        student.train()
+
+    def step(self, it: int, lr_factor: float) -> torch.Tensor:
+        x, y = self.batches.batch(it)
+        set_lr(self.optimizer, self.lrs, lr_factor)
+        with torch.no_grad():
+            target = self.teacher(x)
+        loss = kd_loss(self.student(x), target, y, self.temperature, self.alpha)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        loss, acc = evaluate(self.student, x, y)  # cross-entropy on the labels
+        return [loss], [acc]
+
+    def models(self) -> list[nn.Module]:
+        return [self.student]
+
+
 def distill(student: nn.Module, teacher: nn.Module, data: Dataset,
             optimizer: torch.optim.Optimizer, *, iterations: int, batch_size: int, seed: int,
-            lr_factor: LRFactor, temperature: float = 4.0, alpha: float = 0.9
-            ) -> tuple[float, float]:
-    """Train ``student`` in place for ``iterations`` batches; returns its (test loss, acc).
+            lr_factor: LRFactor, temperature: float = 4.0, alpha: float = 0.9,
+            options: LoopOptions = LoopOptions(desc="distill")) -> TrainResult:
+    """Train ``student`` in place for ``iterations`` batches; its result on the test set.
 
-    The teacher runs in eval mode without gradients; batches and learning rates follow
-    ``lth.train.train`` (``BatchIterator(seed)``, base rate times ``lr_factor(it)``).
+    Batches and learning rates follow ``lth.train.train`` (``BatchIterator(seed)``, base rate
+    times ``lr_factor(it)``); ``train_loss`` is the distillation loss, the test and
+    validation numbers are cross-entropy and accuracy on the labels. Raises TrainingError on
+    a non-finite loss (checked at each evaluation and at the end).
     """
-    teacher.eval()
-    student.train()
     batches = BatchIterator(data.x_train, data.y_train, batch_size, seed, augment=data.augment)
-    base = [g["lr"] for g in optimizer.param_groups]
-    for it in range(iterations):
-        x, y = batches.batch(it)
-        for group, lr in zip(optimizer.param_groups, base):
-            group["lr"] = lr * lr_factor(it)
-        with torch.no_grad():
-            target = teacher(x)
-        loss = kd_loss(student(x), target, y, temperature, alpha)
-        if not torch.isfinite(loss):
-            raise TrainingError(f"distillation loss became {float(loss)} at iteration {it}: "
-                                "lower the learning rate")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return evaluate(student, data.x_test, data.y_test)
+    stepper = DistillStepper(student, teacher, optimizer, batches, temperature, alpha)
+    (result,) = run_loop(stepper, data, Span(0, iterations, lr_factor), options)
+    return result

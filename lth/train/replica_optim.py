@@ -86,3 +86,61 @@ class ReplicaStep:
                self.step_views, lr=g["lr"], beta1=beta1, beta2=beta2,
                weight_decay=g["weight_decay"], eps=g["eps"], amsgrad=g["amsgrad"],
                maximize=g["maximize"])
+
+    # -- checkpoints: one state dict per replica, in its single run's optimizer format -------
+    def _group(self) -> dict:
+        group = {k: v for k, v in self.optimizer.param_groups[0].items() if k != "params"}
+        return {**group, "params": list(range(len(self.stacked)))}
+
+    def _direct_state(self, j: int) -> dict[str, torch.Tensor]:
+        """The single-run optimizer state of view ``j`` (empty before the first step)."""
+        if isinstance(self.optimizer, torch.optim.SGD):
+            if not self.buffers or self.first:
+                return {}
+            return {"momentum_buffer": self.buffers[j].clone()}  # a view would save all K
+        if not bool(self.steps[j]):
+            return {}
+        state = {"step": self.steps[j].clone(), "exp_avg": self.exp_avgs[j].clone(),
+                 "exp_avg_sq": self.exp_avg_sqs[j].clone()}
+        if self.max_exp_avg_sqs:
+            state["max_exp_avg_sq"] = self.max_exp_avg_sqs[j].clone()
+        return state
+
+    def state_dicts(self) -> list[dict]:
+        """Replica k's optimizer state as ``optimizer.state_dict()`` of its single run."""
+        n = len(self.stacked)
+        if self.direct:
+            states = [self._direct_state(j) for j in range(len(self.views))]
+            groups = [self._group()]
+        else:
+            full = self.optimizer.state_dict()
+            states = [full["state"].get(j, {}) for j in range(len(self.views))]
+            groups = [{**g, "params": list(range(n))} for g in full["param_groups"]]
+        return [{"state": {i: states[k * n + i] for i in range(n) if states[k * n + i]},
+                 "param_groups": [dict(g) for g in groups]} for k in range(self.k)]
+
+    @torch.no_grad()
+    def load_state_dicts(self, states: list[dict]) -> None:
+        """Restore what ``state_dicts`` returned (ValueError if they do not fit)."""
+        n = len(self.stacked)
+        if len(states) != self.k:
+            raise ValueError(f"{len(states)} optimizer states for {self.k} replicas")
+        per_view = [s["state"].get(i, {}) for s in states for i in range(n)]
+        if not self.direct:
+            groups = [{**g, "params": list(range(len(self.views)))}
+                      for g in states[0]["param_groups"]]
+            self.optimizer.load_state_dict({"state": {j: st for j, st in enumerate(per_view)
+                                                      if st}, "param_groups": groups})
+            return
+        for j, st in enumerate(per_view):
+            if isinstance(self.optimizer, torch.optim.SGD):
+                if "momentum_buffer" in st and self.buffers:
+                    self.buffers[j].copy_(st["momentum_buffer"])
+                    self.first = False
+                continue
+            if st:
+                self.steps[j] = st["step"]  # the kernel reads each view's own counter
+                self.exp_avgs[j].copy_(st["exp_avg"])
+                self.exp_avg_sqs[j].copy_(st["exp_avg_sq"])
+                if self.max_exp_avg_sqs:
+                    self.max_exp_avg_sqs[j].copy_(st["max_exp_avg_sq"])

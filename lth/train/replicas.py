@@ -9,10 +9,15 @@ mask=masks[k])`` would give it.
 
 The optimizer steps per-replica views of the stacked tensors, so each replica's update is the
 single run's update on tensors of the single run's shapes (SGD, Adam and AdamW; others are
-refused). On a CPU with one intra-op thread, lth's MLPs then train bit for bit as their single
-runs do (batched and single matmuls round alike there; tested); with more threads, on a GPU or
-under vmap (conv nets), the batched kernels may round differently in the last bit, and
-trajectories drift apart as they do between machines.
+refused). What is exact by construction: each replica's initial weights, masks, batches,
+learning rates and evaluation points are its single run's. What is not: the batched forward
+and backward (baddbmm, vmap) are other kernels than the single run's, and whether they round
+alike in the last bit depends on the CPU, its torch build and the thread count (alike on some
+x86 CPUs with one thread, not on others). Trajectories can then drift apart as they do between
+machines; the tests assert metrics within a tolerance.
+
+The loop itself is ``lth.train.core.run_loop``, so replicas evaluate, check for non-finite
+losses, show progress and checkpoint exactly as a single run does.
 
 Supported models: those without buffers or dropout, i.e. no BatchNorm running statistics
 (MLPs, LeNet-300-100, LeNet-5, Conv-2/4/6, CNN1D). BatchNorm nets (ResNets, VGG) raise
@@ -22,31 +27,30 @@ ConfigError: their running statistics would need per-replica buffers updated und
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
-from tqdm.auto import tqdm
 
 from lth.data import Dataset, StackedBatches
-from lth.errors import ConfigError, TrainingError
+from lth.errors import ConfigError
 from lth.models.mlp import MLP
-from lth.train.loop import (
-    ZERO_PRESERVING,
+from lth.train.core import (
+    Callbacks,
+    EvalCallback,
+    Hook,
+    LoopOptions,
+    Span,
     TrainResult,
-    _summarise,
-    mask_grads,
-    mask_weights_and_state,
+    base_lrs,
+    run_loop,
     set_lr,
 )
+from lth.train.loop import ZERO_PRESERVING, mask_grads, mask_weights_and_state
 from lth.train.replica_optim import ReplicaStep
-from lth.train.schedule import LRFactor
 
-ReplicaHook = Callable[[list[nn.Module]], None]
-ReplicaEvalCallback = Callable[[int, int, dict[str, float]], None]  # (replica, iter, point)
 _NOT_VMAPPABLE = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
 
 
@@ -157,112 +161,89 @@ def _stacked_masks(params: dict[str, torch.Tensor], masks: Sequence[Mapping] | N
     return [params[n] for n in names], stacked
 
 
-def _eval_points(stack: _Stack, data: Dataset, it: int,
-                 train_loss: list[float]) -> list[dict[str, float]]:
-    test_loss, test_acc = stack.evaluate(data.x_test, data.y_test)
-    points = [{"iter": it, "train/loss": tl, "test/loss": lo, "test/acc": acc}
-              for tl, lo, acc in zip(train_loss, test_loss, test_acc)]
-    if data.x_val is not None and data.y_val is not None:
-        for point, lo, acc in zip(points, *stack.evaluate(data.x_val, data.y_val)):
-            point["val/loss"], point["val/acc"] = lo, acc
-    return points
+OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+
+
+class ReplicaStepper:
+    """The update of K stacked models: replica k trains on seed ``seeds[k]``'s batches with
+    mask ``masks[k]``; ``make_optimizer`` gets every replica's parameters (views of the stacked
+    ones, replica by replica). ConfigError for unsupported models or optimizers."""
+
+    def __init__(self, models: Sequence[nn.Module], data: Dataset,
+                 make_optimizer: OptimizerFactory, *, batch_size: int, seeds: Sequence[int],
+                 masks: Sequence[Mapping[str, torch.Tensor]] | None = None) -> None:
+        if len(models) != len(seeds) or (masks is not None and len(masks) != len(models)):
+            raise ValueError("models, seeds and masks must have one entry per replica")
+        for model in models:
+            check_replicable(model)
+        self.replicas = len(models)
+        self.stack = _Stack(models)
+        self.optimizer = make_optimizer(self.stack.views)
+        if type(self.optimizer) not in ZERO_PRESERVING:
+            raise ConfigError(f"replicas > 1 supports SGD, Adam and AdamW, not "
+                              f"{type(self.optimizer).__name__}: set replicas=1")
+        self.update = ReplicaStep(self.optimizer, list(self.stack.params.values()),
+                                  self.stack.views)
+        self.params, self.masks = _stacked_masks(self.stack.params, masks)
+        mask_weights_and_state(self.optimizer, self.params, self.masks)  # fresh: weights only
+        self.batches = StackedBatches(data.x_train, data.y_train, batch_size, list(seeds),
+                                      augment=data.augment)
+        self.lrs = base_lrs(self.optimizer)
+
+    def step(self, it: int, lr_factor: float) -> torch.Tensor:
+        x, y = self.batches.batch(it)
+        set_lr(self.optimizer, self.lrs, lr_factor)
+        stack = self.stack
+        out = stack.forward(stack.params, stack.buffers, x)
+        losses = F.cross_entropy(out.flatten(0, 1), y, reduction="none").view(self.replicas, -1)
+        losses = losses.mean(1)
+        stack.zero_grad()
+        losses.sum().backward()  # replica k's parameters get exactly d(losses[k])
+        if self.params:
+            mask_grads(self.params, self.masks)
+        self.update.step()
+        return losses.detach()
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        return self.stack.evaluate(x, y)
+
+    def models(self) -> list[nn.Module]:
+        self.stack.write_back()
+        return self.stack.models
+
+    def optimizer_states(self) -> list[dict]:
+        """Each replica's optimizer state in the format of its single run's optimizer."""
+        return self.update.state_dicts()
+
+    def load_optimizer_states(self, states: Sequence[dict]) -> None:
+        """Restore what ``optimizer_states`` returned (or single runs' optimizer states)."""
+        self.update.load_state_dicts(list(states))
 
 
 def train_replicas(
     models: Sequence[nn.Module],
     data: Dataset,
-    make_optimizer: Callable[[list[torch.Tensor]], torch.optim.Optimizer],
+    make_optimizer: OptimizerFactory,
+    span: Span,
     *,
-    start_iter: int,
-    end_iter: int,
     batch_size: int,
     seeds: Sequence[int],
-    lr_factor: LRFactor,
     masks: Sequence[Mapping[str, torch.Tensor]] | None = None,
-    eval_every: int = 0,
-    hooks: Mapping[int, ReplicaHook] | None = None,
-    on_eval: ReplicaEvalCallback | None = None,
-    progress: bool = False,
-    desc: str = "train",
+    options: LoopOptions = LoopOptions(),
+    hooks: Mapping[int, Hook] | None = None,
+    on_eval: EvalCallback | None = None,
 ) -> list[TrainResult]:
     """Train ``models[k]`` with data seed ``seeds[k]`` and mask ``masks[k]``, all K at once.
 
-    The arguments mean what they mean for ``lth.train.train``, per replica; ``make_optimizer``
-    gets every replica's parameters (views of the stacked ones, replica by replica).
-    ``hooks[it](models)`` sees every model's current
-    weights; ``on_eval(k, it, point)`` gets replica k's evaluation points. The models hold
-    their trained weights on return. Raises TrainingError when any replica's loss is not
-    finite, and ConfigError for unsupported models or optimizers.
+    The arguments mean what they mean for ``lth.train.train``, per replica; ``hooks[it]``
+    gets every model with its current weights, ``on_eval(k, it, point)`` replica k's points.
+    The models hold their trained weights on return. Raises TrainingError when any replica's
+    loss is not finite, and ConfigError for unsupported models or optimizers. For mid-round
+    checkpoints, build a ``ReplicaStepper`` and call ``run_loop`` (as lth.lottery does).
     """
-    k_count = len(models)
-    if k_count != len(seeds) or (masks is not None and len(masks) != k_count):
-        raise ValueError("models, seeds and masks must have one entry per replica")
-    for model in models:
-        check_replicable(model)
-    hooks = dict(hooks or {})
-    stack = _Stack(models)
-    optimizer = make_optimizer(stack.views)
-    if type(optimizer) not in ZERO_PRESERVING:
-        raise ConfigError(f"replicas > 1 supports SGD, Adam and AdamW, not "
-                          f"{type(optimizer).__name__}: set replicas=1")
-    stepper = ReplicaStep(optimizer, list(stack.params.values()), stack.views)
-    params, pmasks = _stacked_masks(stack.params, masks)
-    mask_weights_and_state(optimizer, params, pmasks)  # a fresh optimizer: weights only
-    batches = StackedBatches(data.x_train, data.y_train, batch_size, list(seeds),
-                             augment=data.augment)
-    base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
-    for group, lr in zip(optimizer.param_groups, base_lrs):
-        group["initial_lr"] = lr
-    loss_sum = torch.zeros(k_count, device=data.x_train.device)
-    steps = 0
-    evals: list[list[dict[str, float]]] = [[] for _ in range(k_count)]
-    last_loss = [math.nan] * k_count
+    stepper = ReplicaStepper(models, data, make_optimizer, batch_size=batch_size, seeds=seeds,
+                             masks=masks)
+    results = run_loop(stepper, data, span, options, Callbacks(dict(hooks or {}), on_eval))
+    stepper.models()
+    return results
 
-    def record(it: int) -> None:
-        nonlocal steps, last_loss
-        if steps:
-            last_loss = [v / steps for v in loss_sum.tolist()]
-            bad = [s for s, v in zip(seeds, last_loss) if not math.isfinite(v)]
-            if bad:
-                raise TrainingError(
-                    f"training loss became non-finite before iteration {it} ({desc}, data "
-                    f"seeds {bad}): lower optimizer.lr or check the data; completed rounds "
-                    "are kept"
-                )
-        loss_sum.zero_()
-        steps = 0
-        for k, point in enumerate(_eval_points(stack, data, it, last_loss)):
-            evals[k].append(point)
-            if on_eval is not None:
-                on_eval(k, it, point)
-
-    def run_hook(it: int) -> None:
-        stack.write_back()
-        hooks.pop(it)(stack.models)
-
-    bar = tqdm(total=end_iter - start_iter, desc=desc, disable=not progress, leave=False,
-               mininterval=0.5, dynamic_ncols=True)
-    for it in range(start_iter, end_iter):
-        if it in hooks:
-            run_hook(it)
-        if it == start_iter or (eval_every and it % eval_every == 0):
-            record(it)
-        x, y = batches.batch(it)
-        set_lr(optimizer, base_lrs, lr_factor(it))
-        out = stack.forward(stack.params, stack.buffers, x)
-        losses = F.cross_entropy(out.flatten(0, 1), y, reduction="none").view(k_count, -1)
-        losses = losses.mean(1)
-        stack.zero_grad()
-        losses.sum().backward()  # replica k's parameters get exactly d(losses[k])
-        if params:
-            mask_grads(params, pmasks)
-        stepper.step()
-        loss_sum += losses.detach()
-        steps += 1
-        bar.update(1)
-    bar.close()
-    if end_iter in hooks:
-        run_hook(end_iter)
-    record(end_iter)
-    stack.write_back()
-    return [_summarise(evals[k], end_iter, last_loss[k]) for k in range(k_count)]
