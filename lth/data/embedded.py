@@ -6,6 +6,7 @@ These are what the default experiment and the tests run on, offline, in seconds.
 from __future__ import annotations
 
 import functools
+import logging
 import random
 
 import numpy as np
@@ -33,6 +34,10 @@ def _standardize(
 @functools.lru_cache(maxsize=4)
 def _generate_mnist1d(num_samples: int) -> tuple[np.ndarray, ...]:
     """(x, y, x_test, y_test) as numpy arrays, memoized: generation takes ~2 s."""
+    # mnist1d imports matplotlib, which logs "generated new fontManager" (INFO) the first time
+    # it runs on a machine; under Hydra's job logging that line would land on stdout, above the
+    # round table. Only its own INFO messages are silenced.
+    logging.getLogger("matplotlib.font_manager").setLevel(logging.WARNING)
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
