@@ -18,9 +18,10 @@ Layout of a run directory ``<output_root>/<name>/<config hash>/``::
 
 A round is complete when its line is in metrics.jsonl; that line is written last.
 The same holds for a control and its line in controls.jsonl.
-Every file is written to a temporary name and renamed. A ``.pt`` file's checksum is removed
-before the file is replaced and written after it, so a crash between the two leaves a file
-without a checksum (still checked for structure), never a file with a wrong one.
+Every file is written by ``lth.files.atomic_write`` (temporary name, fsync, rename). A ``.pt``
+file's checksum is removed before the file is replaced and written after it, so a crash between
+the two leaves a file without a checksum (still checked for structure), never a file with a
+wrong one.
 """
 
 from __future__ import annotations
@@ -35,36 +36,9 @@ from typing import Any
 
 import torch
 
-from lth.errors import CheckpointError, ConfigError, StorageError
-from lth.lottery.faults import kill_point
+from lth.errors import CheckpointError, ConfigError
+from lth.files import TEMP_SUFFIX, atomic_write
 from lth.lottery.hashing import config_hash
-
-TEMP_SUFFIX = ".tmp"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        kill_point(f"write:{path.parent.name}/{path.name}")
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise StorageError(
-            f"cannot write {path} ({e.strerror or e}): free disk space or set output_root to "
-            "a writable location, then rerun to resume (completed rounds are kept)"
-        ) from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def checksum_path(path: Path) -> Path:
@@ -148,7 +122,7 @@ class RunStore:
             ) from None
 
     def write_text(self, path: Path, text: str) -> None:
-        _atomic_write(path, text.encode())
+        atomic_write(path, text.encode())
 
     def save(self, path: Path, obj: Any) -> None:
         """Save ``obj`` (tensors, numbers, strings, lists, dicts) atomically with a checksum."""
@@ -156,8 +130,8 @@ class RunStore:
         torch.save(obj, buf)
         data = buf.getvalue()
         checksum_path(path).unlink(missing_ok=True)
-        _atomic_write(path, data)
-        _atomic_write(checksum_path(path),
+        atomic_write(path, data)
+        atomic_write(checksum_path(path),
                       f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
 
     def load(self, path: Path, fix: str) -> Any:
