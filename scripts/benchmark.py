@@ -2,7 +2,7 @@
 
     python -m scripts.benchmark                 # ~15-25 min on a 2-core CPU
     python -m scripts.benchmark --quick         # a smoke run, ~2-3 min
-    python scripts/benchmark.py --threads 1 --device cpu --out results/benchmarks/x.json
+    python -m scripts.benchmark --threads 1 --device cpu --out results/benchmarks/x.json
 
 1. framework overhead: lth's marginal time per iteration (LeNet-300-100, batch 60, 60k
    MNIST-shaped samples in memory; evaluation and a mid-round checkpoint every 500 it (lth's
@@ -26,18 +26,16 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
+from lth.files import write_text
+from scripts import bench_cli, bench_training
+from scripts.bench_timing import Marginal, compare, ratio
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python scripts/benchmark.py` puts scripts/ first, not ROOT
-    sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from scripts import bench_cli, bench_training  # noqa: E402
-from scripts.bench_timing import Marginal, compare, ratio  # noqa: E402
 
 # eval_every: lth's default train.eval_every (experiments/schema.py), as is the checkpoint
 # frequency used for target 1; the quick run evaluates and checkpoints every 100 it.
@@ -248,8 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or (ROOT / "results" / "benchmarks" /
                        f"benchmark-{device.type}-{args.threads}t-{date}"
                        f"{'-quick' if args.quick else ''}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    write_text(out, json.dumps(report, indent=1, default=str) + "\n")
     print(f"load average start {report['machine']['loadavg_start']} end "
           f"{report['machine']['loadavg_end']}; written {out}")
     return report
