@@ -20,7 +20,7 @@ from torch import nn
 from lth.data import Dataset
 from lth.lottery import Lottery, LotterySettings, ReplicaLottery, RunStore
 from lth.models import LeNet300100
-from lth.pruning import PruneRates, apply_mask, full_mask, prune_mask
+from lth.pruning import PruneRates, apply_mask, full_mask, prune_mask, scheduled_densities
 from lth.tracking import CurveFileSink
 from lth.train import step_schedule, train
 from lth.train.optim import prefer_fused
@@ -147,8 +147,8 @@ def sparse_lenet_mask(rounds: int = 7) -> dict[str, torch.Tensor]:
     model = LeNet300100((1, 28, 28), 10)
     weights = {n: p.detach() for n, p in model.named_parameters()}
     rates = {"fc1.weight": 0.2, "fc2.weight": 0.2, "fc3.weight": 0.1}
-    return prune_mask(weights, full_mask(model), strategy="magnitude_layerwise", rates=rates,
-                      round_index=rounds, seed=0)
+    return prune_mask(weights, full_mask(model), strategy="magnitude_layerwise", seed=0,
+                      densities=scheduled_densities(rates, rounds))
 
 
 def lth_train(data: Dataset, device: torch.device, make_opt: MakeOptimizer,
