@@ -44,7 +44,7 @@ from lth.export import (
 from lth.export.pipeline import calibration_batches
 from lth.files import write_text
 from lth.lottery import Lottery, LotterySettings, RunStore
-from lth.models import VGG, LeNet300100, ResNetCIFAR
+from lth.models import VGG, LeNet300100, ResNetCIFAR, count_parameters
 from lth.pruning import PruneRates, apply_mask, density, full_mask, prune_mask
 from lth.pruning.channels import channel_groups, remove_channels
 from lth.pruning.structured import prune_channel_groups
@@ -157,7 +157,7 @@ def finetuned_channels(dense: nn.Module, data, fraction: float, args: argparse.N
 def student_width(target_params: int, data) -> int:
     """The ResNet-20 width whose parameter count is closest to ``target_params``."""
     def params(w: int) -> int:
-        return sum(p.numel() for p in ResNetCIFAR(data.input_shape, 10, 20, w).parameters())
+        return count_parameters(ResNetCIFAR(data.input_shape, 10, 20, w))
     return min(range(2, 17), key=lambda w: abs(params(w) - target_params))
 
 
@@ -174,16 +174,16 @@ def accuracy_section(args: argparse.Namespace, folder: Path) -> list[dict]:
         small, mask = finetuned_channels(dense, data, f, args)
         models[f"channels-{int(f * 100)}%"] = (small, {
             "kind": "structured", "channels_removed": f, "sparsity": 1 - density(mask)})
-    target = sum(p.numel() for p in models["channels-50%"][0].parameters())
+    target = count_parameters(models["channels-50%"][0])
     width = student_width(target, data)
     torch.manual_seed(0)
     student = ResNetCIFAR(data.input_shape, 10, depth=20, width=width)
     distill(student, dense, data, sgd(args.lr)(student.parameters()),
             iterations=args.iterations, batch_size=64, seed=2,
             lr_factor=step_schedule([args.iterations * 3 // 4]))
-    dense_params = sum(p.numel() for p in dense.parameters())
+    dense_params = count_parameters(dense)
     models[f"student-w{width}"] = (student.eval(), {
-        "kind": "distilled", "sparsity": 1 - sum(p.numel() for p in student.parameters())
+        "kind": "distilled", "sparsity": 1 - count_parameters(student)
         / dense_params})
     return measure_digits(models, data, args, folder)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from lth.data import DATASETS, BatchIterator, Dataset, eval_batches, load_dataset
+from lth.data import DATASETS, BatchIterator, Dataset, load_dataset
 from lth.errors import ConfigError, DataError, LthError
 from tests.datafiles import make_cifar10, make_cifar100, make_mnist
 
@@ -290,9 +290,3 @@ def test_batch_size_checks() -> None:
     with pytest.raises(DataError, match="augment"):
         BatchIterator(x.flatten(1), y, 2, seed=0, augment=True)
 
-
-def test_eval_batches_in_order() -> None:
-    x, y = toy(10)
-    batches = list(eval_batches(x, y, batch_size=4))
-    assert [b[1].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    assert torch.equal(torch.cat([b[0] for b in batches]), x)

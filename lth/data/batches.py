@@ -9,8 +9,6 @@ one index_select per batch is the whole cost (airbench-style).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 import torch.nn.functional as F
 
@@ -172,12 +170,3 @@ class StackedBatches:
             xb = flip_crop(xb, flip, dy, dx)
         return xb.view(len(self.iters), self.batch_size, *xb.shape[1:]), yb
 
-
-def eval_batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Consecutive slices x[i:i+B], y[i:i+B] in order, the last one possibly shorter."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for start in range(0, x.shape[0], batch_size):
-        yield x[start : start + batch_size], y[start : start + batch_size]

@@ -55,13 +55,6 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
     return atomic_write(path, buffer.getvalue())
 
 
-def check_onnx(path: str | Path) -> None:
-    """Run ``onnx.checker`` on a file (raises onnx's ValidationError)."""
-    import onnx
-
-    onnx.checker.check_model(str(path), full_check=True)
-
-
 def session(path: str | Path, threads: int = 1):  # noqa: ANN201 - onnxruntime.InferenceSession
     """An ONNX Runtime CPU session with ``threads`` intra-op threads and full optimisation."""
     require_deploy()
