@@ -93,6 +93,15 @@ def _default_every(key: str) -> int:
 
 def targets_1_2(s: dict, device: torch.device, repeats: int, rows: list) -> dict:
     data = bench_training.mnist_shaped(s["train_size"], 10_000, device)
+    t1 = _target_1(s, data, device, repeats, rows)
+    t2, kept, checks = _target_2(s, data, device, repeats, rows)
+    return {"target1": {k: v.as_dict() for k, v in t1.items()},
+            "target2": {k: v.as_dict() for k, v in t2.items()}, "density": kept,
+            "mask_strategies_exact_zeros": checks}
+
+
+def _target_1(s: dict, data, device: torch.device, repeats: int, rows: list) -> dict:
+    """lth's round against bare loops (with and without its checkpoints, fused Adam, eval)."""
     ev = s["eval_every"]
     ckpt = _default_every("checkpoint_every") if s is FULL else ev
 
@@ -116,6 +125,12 @@ def targets_1_2(s: dict, device: torch.device, repeats: int, rows: list) -> dict
                t1["bare_fused_eval"], "info: pure overhead")
     _ratio_row(rows, f"1 lth / lth without its checkpoint every {ckpt} it", t1["lth"],
                t1["lth_no_checkpoints"], "info")
+    return t1
+
+
+def _target_2(s: dict, data, device: torch.device, repeats: int, rows: list) -> tuple:
+    """A pruned round against the dense one (lth), and masking strategies by hand."""
+    ev, bare = s["eval_every"], bench_training.bare
     mask = bench_training.sparse_lenet_mask()
     kept = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
     checks: dict[str, bool] = {}
@@ -140,9 +155,7 @@ def targets_1_2(s: dict, device: torch.device, repeats: int, rows: list) -> dict
     for name in strategies:
         _ratio_row(rows, f"2 by hand: mask {name} / no mask (exact zeros: "
                    f"{'yes' if checks.get(name) else 'NO'})", t2[name], t2["bare_none"], "info")
-    return {"target1": {k: v.as_dict() for k, v in t1.items()},
-            "target2": {k: v.as_dict() for k, v in t2.items()}, "density": kept,
-            "mask_strategies_exact_zeros": checks}
+    return t2, kept, checks
 
 
 def target_3(s: dict, device: torch.device, repeats: int, rows: list) -> dict:
