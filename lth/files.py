@@ -2,8 +2,9 @@
 
 A file is written to a temporary name beside its target, flushed to disk (fsync) and renamed
 over the target, so a reader, or a process that was killed mid-write, sees the old file or the
-new one, never half of one. A temporary left by a killed process ends in ``TEMP_SUFFIX`` and
-starts with a dot (``RunStore.remove_temporaries`` deletes them).
+new one, never half of one. It gets the permissions a plain ``open(path, "w")`` would give.
+A temporary left by a killed process ends in ``TEMP_SUFFIX`` and starts with a dot
+(``RunStore.remove_temporaries`` deletes them).
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ from lth.faults import kill_point
 TEMP_SUFFIX = ".tmp"
 
 
+def _file_mode() -> int:
+    """The mode ``open(path, "w")`` would give a new file: 0o666 less the umask. (mkstemp
+    makes 0o600 files; the umask is read once, at import, as reading it means setting it.)"""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_MODE = _file_mode()
+
+
 def atomic_write(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file beside it, fsync, rename); ``path``.
 
@@ -29,6 +41,7 @@ def atomic_write(path: str | Path, data: bytes) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _MODE)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

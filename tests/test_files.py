@@ -26,6 +26,9 @@ def test_writes_and_replaces(tmp_path: Path) -> None:
     write_text(path, "text \u00e9")
     assert path.read_text(encoding="utf-8") == "text \u00e9"
     assert sorted(p.name for p in path.parent.iterdir()) == ["f.bin"]
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"")
+    assert path.stat().st_mode == plain.stat().st_mode  # not mkstemp's 0o600
 
 
 @pytest.mark.parametrize("where", ["fsync", "replace"])
