@@ -84,7 +84,6 @@ def lenet_round(env: dict[str, str], tmp: Path, n1: int, n2: int,
     Runs the CLI for n1 and n2 iterations (round 0 only) and extrapolates the 50K-iteration
     round as t(n1) + (50000 - n1) * marginal; with ``full`` it runs that many iterations too.
     """
-    sys.path.insert(0, str(ROOT))
     from tests.datafiles import make_mnist  # the idx writer the loader tests use
 
     data = tmp / "mnist"

@@ -20,7 +20,7 @@ from torch import nn
 from lth.data import Dataset
 from lth.lottery import Lottery, LotterySettings, ReplicaLottery, RunStore
 from lth.models import LeNet300100
-from lth.pruning import PruneRates, apply_mask, full_mask, prune_mask
+from lth.pruning import PruneRates, apply_mask, full_mask, prune_mask, scheduled_densities
 from lth.tracking import CurveFileSink
 from lth.train import LoopOptions, Span, step_schedule, train
 from lth.train.optim import prefer_fused
@@ -65,6 +65,36 @@ def _bare_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[floa
     return loss / x.shape[0], correct / x.shape[0]
 
 
+class _Masked(nn.Module):
+    """The parametrization weight = stored * mask (strategy "parametrize")."""
+
+    def __init__(self, m: torch.Tensor) -> None:
+        super().__init__()
+        self.m = m
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return w * self.m
+
+
+def _masked_pairs(model: nn.Sequential, mask: dict[str, torch.Tensor] | None,
+                  strategy: str | None, device: torch.device) -> list:
+    """(parameter, float mask) of the bare model's layers, the mask applied (and registered
+    as a parametrization for "parametrize"); [] without a strategy."""
+    from torch.nn.utils import parametrize
+
+    if strategy is None or mask is None:
+        return []
+    names = {"1.weight": "fc1.weight", "3.weight": "fc2.weight", "5.weight": "fc3.weight"}
+    params = dict(model.named_parameters())
+    pairs = [(params[k], mask[v].to(device, torch.float32)) for k, v in names.items()]
+    with torch.no_grad():
+        torch._foreach_mul_([p for p, _ in pairs], [m for _, m in pairs])
+    if strategy == "parametrize":
+        for (k, _), (_, m) in zip(names.items(), pairs):
+            parametrize.register_parametrization(model[int(k[0])], "weight", _Masked(m))
+    return pairs
+
+
 def bare(data: Dataset, device: torch.device, make_opt: MakeOptimizer,
          eval_every: int = 0, strategy: str | None = None,
          mask: dict[str, torch.Tensor] | None = None,
@@ -77,28 +107,9 @@ def bare(data: Dataset, device: torch.device, make_opt: MakeOptimizer,
     the forward, torch.nn.utils.parametrize). ``checks[strategy]`` records whether pruned
     weights and their Adam state stayed exactly zero.
     """
-    from torch.nn.utils import parametrize
-
-    class Masked(nn.Module):
-        def __init__(self, m: torch.Tensor) -> None:
-            super().__init__()
-            self.m = m
-
-        def forward(self, w: torch.Tensor) -> torch.Tensor:
-            return w * self.m
-
     def run(n: int) -> tuple[float, float]:
         model = _bare_model(device)
-        names = {"1.weight": "fc1.weight", "3.weight": "fc2.weight", "5.weight": "fc3.weight"}
-        pairs = []
-        if strategy is not None and mask is not None:
-            params = dict(model.named_parameters())
-            pairs = [(params[k], mask[v].to(device, torch.float32)) for k, v in names.items()]
-            with torch.no_grad():
-                torch._foreach_mul_([p for p, _ in pairs], [m for _, m in pairs])
-            if strategy == "parametrize":
-                for (k, _), (_, m) in zip(names.items(), pairs):
-                    parametrize.register_parametrization(model[int(k[0])], "weight", Masked(m))
+        pairs = _masked_pairs(model, mask, strategy, device)
         opt = make_opt(model.parameters())
         x, y, size = data.x_train, data.y_train, data.x_train.shape[0]
         ipe = size // LENET_BATCH
@@ -147,8 +158,8 @@ def sparse_lenet_mask(rounds: int = 7) -> dict[str, torch.Tensor]:
     model = LeNet300100((1, 28, 28), 10)
     weights = {n: p.detach() for n, p in model.named_parameters()}
     rates = {"fc1.weight": 0.2, "fc2.weight": 0.2, "fc3.weight": 0.1}
-    return prune_mask(weights, full_mask(model), strategy="magnitude_layerwise", rates=rates,
-                      round_index=rounds, seed=0)
+    return prune_mask(weights, full_mask(model), strategy="magnitude_layerwise", seed=0,
+                      densities=scheduled_densities(rates, rounds))
 
 
 def lth_train(data: Dataset, device: torch.device, make_opt: MakeOptimizer,

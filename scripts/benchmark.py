@@ -2,7 +2,7 @@
 
     python -m scripts.benchmark                 # ~15-25 min on a 2-core CPU
     python -m scripts.benchmark --quick         # a smoke run, ~2-3 min
-    python scripts/benchmark.py --threads 1 --device cpu --out results/benchmarks/x.json
+    python -m scripts.benchmark --threads 1 --device cpu --out results/benchmarks/x.json
 
 1. framework overhead: lth's marginal time per iteration (LeNet-300-100, batch 60, 60k
    MNIST-shaped samples in memory; evaluation and a mid-round checkpoint every 500 it (lth's
@@ -26,18 +26,16 @@ import json
 import os
 import platform
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+import torch
+
+from lth.files import write_text
+from scripts import bench_cli, bench_training
+from scripts.bench_timing import Marginal, compare, ratio
+
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `python scripts/benchmark.py` puts scripts/ first, not ROOT
-    sys.path.insert(0, str(ROOT))
-
-import torch  # noqa: E402
-
-from scripts import bench_cli, bench_training  # noqa: E402
-from scripts.bench_timing import Marginal, compare, ratio  # noqa: E402
 
 # eval_every: lth's default train.eval_every (experiments/schema.py), as is the checkpoint
 # frequency used for target 1; the quick run evaluates and checkpoints every 100 it.
@@ -95,6 +93,15 @@ def _default_every(key: str) -> int:
 
 def targets_1_2(s: dict, device: torch.device, repeats: int, rows: list) -> dict:
     data = bench_training.mnist_shaped(s["train_size"], 10_000, device)
+    t1 = _target_1(s, data, device, repeats, rows)
+    t2, kept, checks = _target_2(s, data, device, repeats, rows)
+    return {"target1": {k: v.as_dict() for k, v in t1.items()},
+            "target2": {k: v.as_dict() for k, v in t2.items()}, "density": kept,
+            "mask_strategies_exact_zeros": checks}
+
+
+def _target_1(s: dict, data, device: torch.device, repeats: int, rows: list) -> dict:
+    """lth's round against bare loops (with and without its checkpoints, fused Adam, eval)."""
     ev = s["eval_every"]
     ckpt = _default_every("checkpoint_every") if s is FULL else ev
 
@@ -118,6 +125,12 @@ def targets_1_2(s: dict, device: torch.device, repeats: int, rows: list) -> dict
                t1["bare_fused_eval"], "info: pure overhead")
     _ratio_row(rows, f"1 lth / lth without its checkpoint every {ckpt} it", t1["lth"],
                t1["lth_no_checkpoints"], "info")
+    return t1
+
+
+def _target_2(s: dict, data, device: torch.device, repeats: int, rows: list) -> tuple:
+    """A pruned round against the dense one (lth), and masking strategies by hand."""
+    ev, bare = s["eval_every"], bench_training.bare
     mask = bench_training.sparse_lenet_mask()
     kept = sum(int(m.sum()) for m in mask.values()) / sum(m.numel() for m in mask.values())
     checks: dict[str, bool] = {}
@@ -142,9 +155,7 @@ def targets_1_2(s: dict, device: torch.device, repeats: int, rows: list) -> dict
     for name in strategies:
         _ratio_row(rows, f"2 by hand: mask {name} / no mask (exact zeros: "
                    f"{'yes' if checks.get(name) else 'NO'})", t2[name], t2["bare_none"], "info")
-    return {"target1": {k: v.as_dict() for k, v in t1.items()},
-            "target2": {k: v.as_dict() for k, v in t2.items()}, "density": kept,
-            "mask_strategies_exact_zeros": checks}
+    return t2, kept, checks
 
 
 def target_3(s: dict, device: torch.device, repeats: int, rows: list) -> dict:
@@ -248,8 +259,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or (ROOT / "results" / "benchmarks" /
                        f"benchmark-{device.type}-{args.threads}t-{date}"
                        f"{'-quick' if args.quick else ''}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    write_text(out, json.dumps(report, indent=1, default=str) + "\n")
     print(f"load average start {report['machine']['loadavg_start']} end "
           f"{report['machine']['loadavg_end']}; written {out}")
     return report

@@ -1,6 +1,6 @@
 """Deployment report: size, MACs, ONNX Runtime CPU latency and accuracy, side by side.
 
-    python scripts/deploy_report.py [--out results/deploy] [--threads 1] [--quick]
+    python -m scripts.deploy_report [--out results/deploy] [--threads 1] [--quick]
 
 Two parts, each measured in one run with every model's latency interleaved with the dense
 model's (so a busy machine slows them alike):
@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
-import platform
 import shlex
 import sys
 import tempfile
@@ -33,10 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from lth.data import load_dataset  # noqa: E402
-from lth.export import (  # noqa: E402
+from lth.data import load_dataset
+from lth.export import (
     export_onnx,
     interleaved_latency,
     model_cost,
@@ -45,23 +41,17 @@ from lth.export import (  # noqa: E402
     save_sparse,
     session,
 )
-from lth.export.pipeline import calibration_batches  # noqa: E402
-from lth.export.report import write_markdown, write_plot  # noqa: E402
-from lth.lottery import Lottery, LotterySettings, RunStore  # noqa: E402
-from lth.models import VGG, LeNet300100, ResNetCIFAR  # noqa: E402
-from lth.pruning import (  # noqa: E402
-    PruneRates,
-    apply_mask,
-    density,
-    full_mask,
-    layer_rates,
-    prune_mask,
-)
-from lth.pruning.channels import channel_groups, remove_channels  # noqa: E402
-from lth.pruning.structured import prune_channel_groups  # noqa: E402
-from lth.tracking import NullSink  # noqa: E402
-from lth.train import Span, evaluate, step_schedule, train  # noqa: E402
-from lth.train.distill import distill  # noqa: E402
+from lth.export.pipeline import calibration_batches
+from lth.files import write_text
+from lth.lottery import Lottery, LotterySettings, RunStore
+from lth.models import VGG, LeNet300100, ResNetCIFAR, count_parameters
+from lth.pruning import PruneRates, apply_mask, density, full_mask, prune_mask
+from lth.pruning.channels import channel_groups, remove_channels
+from lth.pruning.structured import prune_channel_groups
+from lth.tracking import NullSink
+from lth.train import Span, evaluate, step_schedule, train
+from lth.train.distill import distill
+from scripts._deploy_report_lib import machine, rows_of, write_markdown, write_plot
 
 CHANNEL_FRACTIONS = (0.25, 0.5, 0.75)
 
@@ -69,18 +59,16 @@ CHANNEL_FRACTIONS = (0.25, 0.5, 0.75)
 def channel_mask(model: nn.Module, x: torch.Tensor, fraction: float) -> dict[str, torch.Tensor]:
     """One-shot layer-wise L1 channel pruning of ``fraction`` of every group's channels."""
     mask = full_mask(model)
-    rates = layer_rates(model, sorted(mask), PruneRates(fraction))
     return prune_channel_groups(channel_groups(model, x[:1]), model.state_dict(), mask,
-                                score="l1", scope="layerwise", rates=rates, round_index=1,
-                                seed=0)
+                                score="l1", scope="layerwise", seed=0,
+                                densities=dict.fromkeys(mask, 1.0 - fraction))
 
 
 def weight_mask(model: nn.Module, sparsity: float) -> dict[str, torch.Tensor]:
     """One-shot global magnitude pruning to ``sparsity`` (an unstructured ticket's shape)."""
     mask = full_mask(model)
-    rates = layer_rates(model, sorted(mask), PruneRates(sparsity))
-    return prune_mask(model.state_dict(), mask, strategy="magnitude_global", rates=rates,
-                      round_index=1, seed=0)
+    return prune_mask(model.state_dict(), mask, strategy="magnitude_global", seed=0,
+                      densities=dict.fromkeys(mask, 1.0 - sparsity))
 
 
 def export_pair(model: nn.Module, x: torch.Tensor, calib: list, folder: Path, key: str
@@ -102,28 +90,6 @@ def measure(variants: dict[str, dict[str, Any]], x1: torch.Tensor, x32: torch.Te
             variants[k].setdefault("latency", {}).setdefault(p, {})[batch] = ms
     for (k, p), sess in sessions.items():
         variants[k].setdefault("sessions", {})[p] = sess
-
-
-def rows_of(section: str, arch: str, variants: dict[str, dict[str, Any]]) -> list[dict]:
-    """Table rows (one per variant and precision), speedups against dense fp32."""
-    base = variants["dense"]["latency"]["fp32"]
-    rows = []
-    for key, v in variants.items():
-        for precision, path in v["files"].items():
-            lat = v["latency"][precision]
-            rows.append({
-                "section": section, "arch": arch, "model": key, "kind": v["kind"],
-                "precision": precision, "channels_removed": v.get("channels_removed", 0.0),
-                "sparsity": v["sparsity"], "params": v["cost"].params,
-                "nonzero": v["cost"].nonzero, "macs": v["cost"].macs,
-                "file_bytes": path.stat().st_size, "latency_b1_ms": lat["b1"],
-                "latency_b32_ms": lat["b32"], "speedup_b1": base["b1"] / lat["b1"],
-                "speedup_b32": base["b32"] / lat["b32"],
-                "acc": v.get("acc", {}).get(precision), "torch_acc": v.get("torch_acc"),
-                **({"sparse_bytes": v["sparse_bytes"], "dense_pt_bytes": v["dense_pt_bytes"]}
-                   if "sparse_bytes" in v else {}),
-            })
-    return rows
 
 
 def speed_section(arch: str, args: argparse.Namespace, folder: Path) -> list[dict]:
@@ -191,7 +157,7 @@ def finetuned_channels(dense: nn.Module, data, fraction: float, args: argparse.N
 def student_width(target_params: int, data) -> int:
     """The ResNet-20 width whose parameter count is closest to ``target_params``."""
     def params(w: int) -> int:
-        return sum(p.numel() for p in ResNetCIFAR(data.input_shape, 10, 20, w).parameters())
+        return count_parameters(ResNetCIFAR(data.input_shape, 10, 20, w))
     return min(range(2, 17), key=lambda w: abs(params(w) - target_params))
 
 
@@ -208,16 +174,16 @@ def accuracy_section(args: argparse.Namespace, folder: Path) -> list[dict]:
         small, mask = finetuned_channels(dense, data, f, args)
         models[f"channels-{int(f * 100)}%"] = (small, {
             "kind": "structured", "channels_removed": f, "sparsity": 1 - density(mask)})
-    target = sum(p.numel() for p in models["channels-50%"][0].parameters())
+    target = count_parameters(models["channels-50%"][0])
     width = student_width(target, data)
     torch.manual_seed(0)
     student = ResNetCIFAR(data.input_shape, 10, depth=20, width=width)
     distill(student, dense, data, sgd(args.lr)(student.parameters()),
             iterations=args.iterations, batch_size=64, seed=2,
             lr_factor=step_schedule([args.iterations * 3 // 4]))
-    dense_params = sum(p.numel() for p in dense.parameters())
+    dense_params = count_parameters(dense)
     models[f"student-w{width}"] = (student.eval(), {
-        "kind": "distilled", "sparsity": 1 - sum(p.numel() for p in student.parameters())
+        "kind": "distilled", "sparsity": 1 - count_parameters(student)
         / dense_params})
     return measure_digits(models, data, args, folder)
 
@@ -255,18 +221,6 @@ def lenet_sparse_file(folder: Path) -> dict[str, float]:
             "sparse_bytes": sparse.stat().st_size, "ratio": sparse.stat().st_size / dense}
 
 
-def machine(args: argparse.Namespace) -> dict[str, Any]:
-    import onnxruntime
-    import torch_pruning
-
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
-                .splitlines() if ln.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "cores": os.cpu_count(), "ort_threads": args.threads,
-            "load_average_at_start": os.getloadavg(), "python": platform.python_version(),
-            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
-            "torch_pruning": torch_pruning.__version__}
-
-
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="results/deploy")
@@ -288,7 +242,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)  # 2 shared cores: more threads only oversubscribe them
-    meta = {"command": "python " + shlex.join(sys.argv), "machine": machine(args),
+    meta = {"command": "python -m scripts.deploy_report " + shlex.join(sys.argv[1:]),
+            "machine": machine(args.threads),
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -302,7 +257,7 @@ def main() -> None:
         meta["lenet_sparse_checkpoint"] = lenet_sparse_file(Path(tmp))
     meta["wall_s"] = round(time.time() - time.mktime(time.strptime(meta["date"],
                                                                   "%Y-%m-%d %H:%M:%S")))
-    (out / "deploy_report.json").write_text(json.dumps({**meta, "rows": rows}, indent=2))
+    write_text(out / "deploy_report.json", json.dumps({**meta, "rows": rows}, indent=2))
     write_markdown(out / "deploy_report.md", rows, meta)
     write_plot(out / "deploy_report.png", rows)
     print((out / "deploy_report.md").read_text())

@@ -124,7 +124,7 @@ def test_typos_and_wrong_types_fail_at_composition(override: str, error: type) -
 
 # The hash of the default experiment's semantic config. If this changes, every stored run
 # of the default experiment gets a new directory: add new keys to HASH_NEUTRAL_DEFAULTS in
-# lth/lottery/store.py instead of changing this value.
+# lth/lottery/hashing.py instead of changing this value.
 DEFAULT_HASH = "7a9a343ed706"
 
 

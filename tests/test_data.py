@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from lth.data import DATASETS, BatchIterator, Dataset, eval_batches, load_dataset
+from lth.data import DATASETS, BatchIterator, Dataset, load_dataset
+from lth.data.batches import flip_crop
 from lth.errors import ConfigError, DataError, LthError
 from tests.datafiles import make_cifar10, make_cifar100, make_mnist
 
@@ -233,6 +234,25 @@ def test_batches_resume_out_of_order() -> None:
                 assert torch.equal(xb, first[it][0]) and torch.equal(yb, first[it][1])
 
 
+def test_epoch_draws_are_pure_and_make_the_batches() -> None:
+    """``epoch_draws`` (what StackedBatches stacks) is a function of (seed, epoch), and each
+    batch is its slice of the order, flipped and cropped by its draws."""
+    x, y = toy(50)
+    it = BatchIterator(x, y, 8, seed=4, augment=True)
+    d = it.epoch_draws(1)
+    again = BatchIterator(x, y, 8, seed=4, augment=True).epoch_draws(1)
+    for name in ("perm", "flip", "dy", "dx"):
+        assert torch.equal(getattr(d, name), getattr(again, name)), name
+    assert not torch.equal(d.perm, it.epoch_draws(0).perm)
+    assert sorted(d.perm.tolist()) == list(range(50))
+    idx = d.perm[16:24]  # batch 2 of epoch 1
+    xb, yb = it.batch(it.iters_per_epoch + 2)
+    assert torch.equal(yb, y[idx])
+    assert torch.equal(xb, flip_crop(x[idx], d.flip[idx], d.dy[idx], d.dx[idx]))
+    plain = BatchIterator(x, y, 8, seed=4).epoch_draws(1)
+    assert torch.equal(plain.perm, d.perm) and plain.flip is None
+
+
 def test_epoch_is_permutation() -> None:
     x, y = toy(50)
     it = BatchIterator(x, y, 8, seed=0)
@@ -290,9 +310,3 @@ def test_batch_size_checks() -> None:
     with pytest.raises(DataError, match="augment"):
         BatchIterator(x.flatten(1), y, 2, seed=0, augment=True)
 
-
-def test_eval_batches_in_order() -> None:
-    x, y = toy(10)
-    batches = list(eval_batches(x, y, batch_size=4))
-    assert [b[1].tolist() for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
-    assert torch.equal(torch.cat([b[0] for b in batches]), x)

@@ -9,7 +9,7 @@ import torch
 
 from lth.errors import CheckpointError, ConfigError
 from lth.lottery import Lottery, LotterySettings, RunStore
-from lth.pruning import PruneRates, scheduled_remaining
+from lth.pruning import PruneRates, kept_count
 from lth.tracking import NullSink
 from lth.train import step_schedule
 from tests.conftest import TinyMLP, make_blobs
@@ -86,9 +86,9 @@ def test_densities_masks_and_records(tmp_path: Path) -> None:
         mask = store.load_tensors(store.mask_path(r["round"]))
         hidden = mask["fc1.weight"].numel() + mask["fc2.weight"].numel()
         kept = int(mask["fc1.weight"].sum()) + int(mask["fc2.weight"].sum())
-        assert kept == scheduled_remaining(hidden, 0.3, r["round"])
+        assert kept == kept_count(hidden, (1 - 0.3) ** r["round"])
         out = mask["out.weight"]
-        assert int(out.sum()) == scheduled_remaining(out.numel(), 0.15, r["round"])
+        assert int(out.sum()) == kept_count(out.numel(), (1 - 0.15) ** r["round"])
         assert r["density"] == pytest.approx(r["remaining"] / r["total"])
         assert r["sparsity"] == pytest.approx(1 - r["density"])
         final = store.load_tensors(store.final_path(r["round"]))

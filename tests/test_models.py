@@ -1,6 +1,7 @@
 """Unit tests for lth.models: shapes, conventions the pruner relies on, init, counts, errors."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -9,52 +10,56 @@ from torch import nn
 from lth.errors import ConfigError
 from lth.models import (
     CNN1D,
-    MODELS,
+    MLP,
+    MLP1D,
+    VGG,
     Conv2,
     Conv4,
     Conv6,
+    ConvNet,
     LeNet5,
     LeNet300100,
     ResNetCIFAR,
-    build_model,
+    TorchvisionClassifier,
     count_parameters,
 )
 from lth.pruning import output_layer_name
 from lth.pruning import prunable_names as prunable_weight_names
+from tests.conftest import ROOT
 
 NUM_CLASSES = 7  # not 10, so a hard-coded output size would show
 
-# (registry name, hyperparameters, input_shape, name of the output layer)
+# (model class, hyperparameters, input_shape, name of the output layer)
 CASES = [
-    ("lenet_300_100", {}, (1, 28, 28), "fc3"),
-    ("lenet_300_100", {"hidden": [50]}, (1, 8, 8), "fc2"),
-    ("mlp", {"hidden": []}, (1, 40), "fc1"),
-    ("lenet5", {}, (1, 28, 28), "fc3"),
-    ("lenet5", {}, (3, 32, 32), "fc3"),
-    ("conv2", {}, (3, 32, 32), "fc3"),
-    ("conv4", {}, (1, 28, 28), "fc3"),
-    ("conv6", {}, (3, 32, 32), "fc3"),
-    ("conv", {"depth": 4}, (1, 8, 8), "fc3"),
-    ("vgg", {"depth": 11}, (3, 32, 32), "fc"),
-    ("vgg", {"depth": 16}, (1, 28, 28), "fc"),
-    ("resnet_cifar", {"depth": 20}, (3, 32, 32), "fc"),
-    ("resnet_cifar", {"depth": 20, "width": 4}, (1, 8, 8), "fc"),
-    ("mlp1d", {}, (1, 40), "fc3"),
-    ("cnn1d", {}, (1, 40), "fc"),
-    ("torchvision", {"arch": "resnet18"}, (1, 28, 28), "net.fc"),
-    ("torchvision", {"arch": "mobilenet_v3_small"}, (3, 32, 32), "net.classifier.3"),
+    (LeNet300100, {}, (1, 28, 28), "fc3"),
+    (LeNet300100, {"hidden": [50]}, (1, 8, 8), "fc2"),
+    (MLP, {"hidden": []}, (1, 40), "fc1"),
+    (LeNet5, {}, (1, 28, 28), "fc3"),
+    (LeNet5, {}, (3, 32, 32), "fc3"),
+    (Conv2, {}, (3, 32, 32), "fc3"),
+    (Conv4, {}, (1, 28, 28), "fc3"),
+    (Conv6, {}, (3, 32, 32), "fc3"),
+    (ConvNet, {"depth": 4}, (1, 8, 8), "fc3"),
+    (VGG, {"depth": 11}, (3, 32, 32), "fc"),
+    (VGG, {"depth": 16}, (1, 28, 28), "fc"),
+    (ResNetCIFAR, {"depth": 20}, (3, 32, 32), "fc"),
+    (ResNetCIFAR, {"depth": 20, "width": 4}, (1, 8, 8), "fc"),
+    (MLP1D, {}, (1, 40), "fc3"),
+    (CNN1D, {}, (1, 40), "fc"),
+    (TorchvisionClassifier, {"arch": "resnet18"}, (1, 28, 28), "net.fc"),
+    (TorchvisionClassifier, {"arch": "mobilenet_v3_small"}, (3, 32, 32), "net.classifier.3"),
 ]
-IDS = [f"{name}-{'-'.join(map(str, shape))}-{kw}" for name, kw, shape, _ in CASES]
+IDS = [f"{cls.__name__}-{'-'.join(map(str, shape))}-{kw}" for cls, kw, shape, _ in CASES]
 
 
-def _build(name: str, kw: dict, shape: tuple[int, ...], seed: int = 0) -> nn.Module:
+def _build(cls: type[nn.Module], kw: dict, shape: tuple[int, ...], seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
-    return build_model(name, shape, NUM_CLASSES, **kw)
+    return cls(shape, NUM_CLASSES, **kw)
 
 
-@pytest.mark.parametrize(("name", "kw", "shape", "out_name"), CASES, ids=IDS)
-def test_forward_shape_and_output_layer(name, kw, shape, out_name):
-    model = _build(name, kw, shape)
+@pytest.mark.parametrize(("cls", "kw", "shape", "out_name"), CASES, ids=IDS)
+def test_forward_shape_and_output_layer(cls, kw, shape, out_name):
+    model = _build(cls, kw, shape)
     logits = model(torch.randn(2, *shape))
     assert logits.shape == (2, NUM_CLASSES)
     assert output_layer_name(model) == f"{out_name}.weight"
@@ -64,17 +69,17 @@ def test_forward_shape_and_output_layer(name, kw, shape, out_name):
     assert model.input_shape == shape and model.num_classes == NUM_CLASSES
 
 
-@pytest.mark.parametrize(("name", "kw", "shape", "out_name"), CASES, ids=IDS)
-def test_seed_determines_init(name, kw, shape, out_name):
-    a, b, c = (_build(name, kw, shape, seed) for seed in (0, 0, 1))
+@pytest.mark.parametrize(("cls", "kw", "shape", "out_name"), CASES, ids=IDS)
+def test_seed_determines_init(cls, kw, shape, out_name):
+    a, b, c = (_build(cls, kw, shape, seed) for seed in (0, 0, 1))
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not torch.equal(sa[f"{out_name}.weight"], sc[f"{out_name}.weight"])
 
 
-@pytest.mark.parametrize(("name", "kw", "shape", "out_name"), CASES, ids=IDS)
-def test_prunable_names_are_parameters(name, kw, shape, out_name):
-    model = _build(name, kw, shape)
+@pytest.mark.parametrize(("cls", "kw", "shape", "out_name"), CASES, ids=IDS)
+def test_prunable_names_are_parameters(cls, kw, shape, out_name):
+    model = _build(cls, kw, shape)
     params = dict(model.named_parameters())
     names = prunable_weight_names(model)
     assert names and set(names) <= set(params)
@@ -127,9 +132,9 @@ def test_resnet20_prunable_layers_include_shortcuts():
         (lambda: ResNetCIFAR((3, 32, 32), 10, depth=20), 272_474),
         (lambda: ResNetCIFAR((3, 32, 32), 10, depth=56), 855_770),
         # open_lth reports 14.7M for cifar_vgg_16
-        (lambda: build_model("vgg", (3, 32, 32), 10, depth=16), 14_728_266),
+        (lambda: VGG((3, 32, 32), 10, depth=16), 14_728_266),
         # mnist1d paper: MLP 15,210 and CNN 5,210 parameters
-        (lambda: build_model("mlp1d", (1, 40), 10), 15_210),
+        (lambda: MLP1D((1, 40), 10), 15_210),
         (lambda: CNN1D((1, 40), 10), 5_210),
     ],
 )
@@ -139,7 +144,7 @@ def test_parameter_counts(model, expected):
 
 def test_init_scheme():
     torch.manual_seed(0)
-    model = build_model("resnet_cifar", (3, 32, 32), 10, depth=20)
+    model = ResNetCIFAR((3, 32, 32), 10, depth=20)
     for name, module in model.named_modules():
         if isinstance(module, nn.BatchNorm2d):
             assert torch.all(module.weight == 1) and torch.all(module.bias == 0), name
@@ -150,7 +155,7 @@ def test_init_scheme():
 
 
 def test_gradients_reach_every_prunable_weight():
-    model = build_model("resnet_cifar", (3, 16, 16), 5, depth=20, width=4)
+    model = ResNetCIFAR((3, 16, 16), 5, depth=20, width=4)
     model(torch.randn(2, 3, 16, 16)).sum().backward()
     params = dict(model.named_parameters())
     assert all(params[n].grad is not None for n in prunable_weight_names(model))
@@ -160,7 +165,7 @@ def test_vmap_over_seeds():
     """Models train several seeds at once with torch.func; BN in train mode included."""
     from torch.func import functional_call, stack_module_state, vmap
 
-    models = [build_model("resnet_cifar", (3, 8, 8), 5, depth=8, width=4) for _ in range(2)]
+    models = [ResNetCIFAR((3, 8, 8), 5, depth=8, width=4) for _ in range(2)]
     params, buffers = stack_module_state(models)
     x = torch.randn(3, 3, 8, 8)
     out = vmap(lambda p, b: functional_call(models[0], (p, b), (x,)))(params, buffers)
@@ -168,36 +173,63 @@ def test_vmap_over_seeds():
     torch.testing.assert_close(out, ref)
 
 
+def _model_config(name: str):
+    """``conf/model/<name>.yaml`` as Hydra composes it (the one model registry)."""
+    from hydra import compose, initialize_config_dir
+
+    from experiments.schema import register
+
+    register()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        return compose(config_name="config", overrides=[f"model={name}"]).model
+
+
 def test_registry_and_unknown_name():
-    assert MODELS["lenet_300_100"] is LeNet300100 and MODELS["conv6"] is Conv6
-    with pytest.raises(ConfigError, match=r"known models: .*lenet_300_100") as info:
-        build_model("lenet-300", (1, 28, 28), 10)
-    assert "\n" not in str(info.value)
+    """Hydra is the registry: a config name builds its class; an unknown name is one line
+    naming the known ones."""
+    instantiate = pytest.importorskip("hydra.utils").instantiate
+    from hydra.errors import MissingConfigException
+
+    from experiments.errors import _hydra_message
+
+    lenet = instantiate(_model_config("lenet_300_100"), input_shape=(1, 28, 28), num_classes=10)
+    assert type(lenet) is LeNet300100
+    conv6 = instantiate(_model_config("conv6"), input_shape=(3, 32, 32), num_classes=10)
+    torch.manual_seed(0)
+    reference = Conv6((3, 32, 32), 10)
+    assert isinstance(conv6, ConvNet)
+    assert {n: p.shape for n, p in conv6.named_parameters()} == {
+        n: p.shape for n, p in reference.named_parameters()}
+    with pytest.raises(MissingConfigException) as info:
+        _model_config("lenet-300")
+    message = _hydra_message(info.value)
+    assert re.search(r"model=lenet-300 is unknown: choose one of .*lenet_300_100", message)
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize(
-    ("name", "kw", "shape", "match"),
+    ("cls", "kw", "shape", "match"),
     [
-        ("torchvision", {"arch": "resnet19"}, (3, 32, 32), "resnet18"),
-        ("torchvision", {"arch": "squeezenet1_1"}, (3, 32, 32), "last nn.Linear"),
-        ("conv", {"depth": 3}, (3, 32, 32), "depth"),
-        ("vgg", {"depth": 17}, (3, 32, 32), "depth"),
-        ("resnet_cifar", {"depth": 21}, (3, 32, 32), r"6n\+2"),
-        ("vgg", {"depth": 11}, (1, 8, 8), "too small"),
-        ("lenet5", {}, (1, 8, 8), "too small"),
-        ("conv6", {}, (1, 4, 4), "too small"),
-        ("conv2", {}, (1, 40), r"\(C, H, W\)"),
-        ("cnn1d", {}, (1, 28, 28), r"\(C, L\)"),
-        ("lenet_300_100", {}, (1, 28, 28, 0), "positive"),
+        (TorchvisionClassifier, {"arch": "resnet19"}, (3, 32, 32), "resnet18"),
+        (TorchvisionClassifier, {"arch": "squeezenet1_1"}, (3, 32, 32), "last nn.Linear"),
+        (ConvNet, {"depth": 3}, (3, 32, 32), "depth"),
+        (VGG, {"depth": 17}, (3, 32, 32), "depth"),
+        (ResNetCIFAR, {"depth": 21}, (3, 32, 32), r"6n\+2"),
+        (VGG, {"depth": 11}, (1, 8, 8), "too small"),
+        (LeNet5, {}, (1, 8, 8), "too small"),
+        (Conv6, {}, (1, 4, 4), "too small"),
+        (Conv2, {}, (1, 40), r"\(C, H, W\)"),
+        (CNN1D, {}, (1, 28, 28), r"\(C, L\)"),
+        (LeNet300100, {}, (1, 28, 28, 0), "positive"),
     ],
 )
-def test_bad_config_raises_config_error(name, kw, shape, match):
+def test_bad_config_raises_config_error(cls, kw, shape, match):
     with pytest.raises(ConfigError, match=match):
-        build_model(name, shape, 10, **kw)
+        cls(shape, 10, **kw)
 
 
 def test_torchvision_stem_takes_input_channels():
-    model = build_model("torchvision", (1, 28, 28), 10, arch="resnet18")
+    model = TorchvisionClassifier((1, 28, 28), 10, arch="resnet18")
     assert model.net.conv1.in_channels == 1
     assert model.net.conv1.weight.shape == (64, 1, 7, 7)
 

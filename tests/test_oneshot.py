@@ -16,7 +16,6 @@ from lth.pruning import (
     layer_rates,
     prune_mask,
     scheduled_densities,
-    scheduled_remaining,
     target_densities,
 )
 from tests.conftest import TinyMLP
@@ -30,14 +29,18 @@ def random_weights(mask: dict) -> dict:
 
 @pytest.mark.parametrize("strategy", ["magnitude_global", "magnitude_layerwise", "random"])
 def test_densities_target_equals_the_iterative_schedule(strategy: str) -> None:
+    """One step to round 3's densities keeps what three rounds on the same weights keep."""
     model = TinyMLP()
     mask = full_mask(model)
     rates = layer_rates(model, sorted(mask), PruneRates(0.2, output=0.1))
     weights = random_weights(mask)
-    by_rates = prune_mask(weights, mask, strategy=strategy, rates=rates, round_index=3, seed=1)
+    by_rounds = mask
+    for k in (1, 2, 3):
+        by_rounds = prune_mask(weights, by_rounds, strategy=strategy, seed=1,
+                               densities=scheduled_densities(rates, k))
     by_densities = prune_mask(weights, mask, strategy=strategy, seed=1,
                               densities=scheduled_densities(rates, 3))
-    assert all(torch.equal(by_rates[n], by_densities[n]) for n in mask)
+    assert all(torch.equal(by_rounds[n], by_densities[n]) for n in mask)
 
 
 def test_target_densities_move_every_group_to_the_same_point() -> None:
@@ -59,10 +62,9 @@ def test_oneshot_hits_the_final_density_in_one_step(tmp_path: Path) -> None:
     target = iterative.run()[-1]
     mask = oneshot.store.load_tensors(oneshot.store.mask_path(1))
     hidden = mask["fc1.weight"].numel() + mask["fc2.weight"].numel()
-    assert int(mask["fc1.weight"].sum() + mask["fc2.weight"].sum()) == scheduled_remaining(
-        hidden, 0.3, 4)
-    assert int(mask["out.weight"].sum()) == scheduled_remaining(mask["out.weight"].numel(),
-                                                                0.15, 4)
+    assert int(mask["fc1.weight"].sum() + mask["fc2.weight"].sum()) == kept_count(
+        hidden, (1 - 0.3) ** 4)
+    assert int(mask["out.weight"].sum()) == kept_count(mask["out.weight"].numel(), (1 - 0.15) ** 4)
     assert records[1]["remaining"] == target["remaining"]
     assert records[1]["density"] == pytest.approx(target["density"])
     # Pruned straight from the dense trained round 0: that round is the same as iterative's.

@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
+import lth.files as files_module
 import lth.lottery.driver as driver_module
-import lth.lottery.store as store_module
 from lth.data import load_dataset
 from lth.errors import CheckpointError, DataError, LockError, StorageError, TrainingError
 from lth.lottery import Lottery, LotterySettings, RunStore, checkpoint
@@ -64,7 +64,7 @@ def crash_at(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
             raise Crash(name)
 
     monkeypatch.setattr(driver_module, "kill_point", kill_point)
-    monkeypatch.setattr(store_module, "kill_point", kill_point)
+    monkeypatch.setattr(files_module, "kill_point", kill_point)
 
 
 def without_wall(records: list[dict]) -> list[dict]:
@@ -254,7 +254,7 @@ def test_a_full_disk_is_a_storage_error_and_keeps_files(tmp_path: Path, monkeypa
     def full(src, dst):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(store_module.os, "replace", full)
+    monkeypatch.setattr(files_module.os, "replace", full)
     with pytest.raises(StorageError, match=r"cannot write .*No space left on device.*rerun"):
         make(tmp_path, rounds=1).run()
     monkeypatch.undo()

@@ -10,7 +10,14 @@ import torch
 from lth.errors import CheckpointError
 from lth.export.sparse import load_sparse, save_sparse
 from lth.models import LeNet300100
-from lth.pruning import PruneRates, apply_mask, full_mask, layer_rates, prune_mask
+from lth.pruning import (
+    PruneRates,
+    apply_mask,
+    full_mask,
+    layer_rates,
+    prune_mask,
+    scheduled_densities,
+)
 
 
 def ticket(fraction: float, rounds: int = 1) -> tuple[dict, dict]:
@@ -19,8 +26,8 @@ def ticket(fraction: float, rounds: int = 1) -> tuple[dict, dict]:
     mask = full_mask(model)
     rates = layer_rates(model, sorted(mask), PruneRates(fraction))
     for k in range(1, rounds + 1):
-        mask = prune_mask(model.state_dict(), mask, strategy="magnitude_global", rates=rates,
-                          round_index=k, seed=0)
+        mask = prune_mask(model.state_dict(), mask, strategy="magnitude_global", seed=0,
+                          densities=scheduled_densities(rates, k))
     apply_mask(model, mask)  # as training leaves it: pruned weights 0.0 or -0.0
     return model.state_dict(), mask
 

@@ -12,7 +12,14 @@ from torch import nn
 from lth.errors import ConfigError
 from lth.lottery import Lottery, LotterySettings, RunStore
 from lth.models import CNN1D, MLP, VGG, ConvNet, LeNet300100, ResNetCIFAR, TorchvisionClassifier
-from lth.pruning import PruneRates, apply_mask, full_mask, layer_rates, output_layer_name
+from lth.pruning import (
+    PruneRates,
+    apply_mask,
+    full_mask,
+    layer_rates,
+    output_layer_name,
+    scheduled_densities,
+)
 from lth.tracking import NullSink
 from lth.train import step_schedule
 from tests.conftest import TinyMLP, make_blobs
@@ -57,7 +64,7 @@ def channel_prune(model: nn.Module, x: torch.Tensor, fraction: float, scope: str
     rates = layer_rates(model, sorted(mask), PruneRates(fraction))
     for k in range(1, rounds + 1):
         mask = prune_channel_groups(groups, model.state_dict(), mask, score=score, scope=scope,
-                                    rates=rates, round_index=k, seed=k)
+                                    densities=scheduled_densities(rates, k), seed=k)
     return groups, mask
 
 

@@ -14,7 +14,6 @@ import pytest
 from lth.errors import ConfigError
 from lth.tracking import (
     CurveFileSink,
-    MultiSink,
     NullSink,
     WandbSink,
     find_wandb_file,
@@ -277,9 +276,9 @@ def test_round_metrics_names() -> None:
     }
 
 
-def test_curve_file_and_multi_sink(tmp_path: Path) -> None:
+def test_curve_file_sink(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "curves.jsonl"
-    sink = MultiSink([NullSink(), CurveFileSink(path)])
+    sink = CurveFileSink(path)
     sink.log_round(_record(0))
     sink.log_curve(0, 0, {"test/acc": 0.1})
     sink.log_curve(1, 25, {"test/acc": 0.2, "train/loss": 0.5})

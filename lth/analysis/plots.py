@@ -6,12 +6,14 @@ needs no display and costs nothing.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lth.analysis.report import BAND_TEXT, Summary
 from lth.analysis.stats import ALL_LAYERS, TICKET, Point
+from lth.files import atomic_write
 
 STYLE = {TICKET: dict(color="C0", marker="o", linestyle="-"),
          "random_reinit": dict(color="C3", marker="s", linestyle="--"),
@@ -52,7 +54,9 @@ def _save(fig: Any, out: Path, stem: str) -> list[Path]:
     for path in paths:
         # No creation date in the PDF, so regenerated figures are byte-identical.
         meta = {"CreationDate": None} if path.suffix == ".pdf" else None
-        fig.savefig(path, dpi=150, bbox_inches="tight", metadata=meta)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix[1:], dpi=150, bbox_inches="tight", metadata=meta)
+        atomic_write(path, buffer.getvalue())
     return paths
 
 

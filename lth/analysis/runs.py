@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from lth.errors import ConfigError
-from lth.lottery.store import RunStore, semantic_config
+from lth.lottery.hashing import semantic_config
+from lth.lottery.store import RunStore
 
 _POINTER = "run_dir.txt"
 _MAX_DEPTH = 4  # <multirun>/<job>/run_dir.txt, <output_root>/<name>/<hash>/metrics.jsonl

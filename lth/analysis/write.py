@@ -15,6 +15,7 @@ from lth.analysis.report import (
 )
 from lth.analysis.runs import Run
 from lth.analysis.stats import layer_points
+from lth.files import write_text
 
 
 def write_report(label: str, runs: Sequence[Run], out: str | Path, *, metric: str = "test_acc",
@@ -31,7 +32,7 @@ def write_report(label: str, runs: Sequence[Run], out: str | Path, *, metric: st
     for name, text in (("table.md", markdown_table(summary)), ("table.tex", latex_table(summary)),
                        ("summary.csv", summary_csv(summary)),
                        ("summary.json", summary_json(summary))):
-        (out / name).write_text(text)
+        write_text(out / name, text)
         written.append(out / name)
     written += accuracy_figure(summary, out)
     written += layer_density_figure(layer_points(runs, band), label, out)

@@ -9,7 +9,7 @@ one index_select per batch is the whole cost (airbench-style).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +56,18 @@ def flip_crop(
     return x_rows.gather(3, cols[:, None, None, :].expand(b, c, h, w))
 
 
+@dataclass(frozen=True)
+class EpochDraws:
+    """One epoch's random draws for all N samples: the order, and with augment the flips and
+    crop corners. ``perm`` int64 [N]; ``flip`` bool [N], ``dy``, ``dx`` int64 [N] in
+    [0, 2 * PAD] (None without augment). Indexed by sample id, except ``perm``."""
+
+    perm: torch.Tensor
+    flip: torch.Tensor | None = None
+    dy: torch.Tensor | None = None
+    dx: torch.Tensor | None = None
+
+
 class BatchIterator:
     """Seeded batches over in-memory tensors; batch(it) is a pure function of (seed, it).
 
@@ -91,23 +103,21 @@ class BatchIterator:
         self.seed = seed
         self.augment = augment
         self.iters_per_epoch = n // batch_size
-        self._epoch = -1  # the epoch whose permutation (and augmentation) is cached
-        self._perm = torch.empty(0, dtype=torch.int64)
-        self._flip = self._dy = self._dx = self._perm
+        self._epoch = -1  # the epoch whose draws are cached
+        self._draws = EpochDraws(torch.empty(0, dtype=torch.int64))
 
-    def _start_epoch(self, epoch: int) -> None:
-        """Draw epoch `epoch`'s order and augmentation for all N samples."""
-        n = self.x.shape[0]
+    def epoch_draws(self, epoch: int) -> EpochDraws:
+        """Epoch ``epoch``'s order and augmentation for all N samples, on x's device: a pure
+        function of (seed, epoch)."""
+        n, device = self.x.shape[0], self.x.device
         gen = torch.Generator().manual_seed(epoch_seed(self.seed, epoch))
         # The permutation is drawn first, so it does not depend on `augment`.
-        self._perm = torch.randperm(n, generator=gen).to(self.x.device)
-        if self.augment:
-            self._flip = (torch.rand(n, generator=gen) < 0.5).to(self.x.device)
-            offsets = torch.randint(0, 2 * PAD + 1, (2, n), generator=gen).to(
-                self.x.device
-            )
-            self._dy, self._dx = offsets[0], offsets[1]
-        self._epoch = epoch
+        perm = torch.randperm(n, generator=gen).to(device)
+        if not self.augment:
+            return EpochDraws(perm)
+        flip = (torch.rand(n, generator=gen) < 0.5).to(device)
+        offsets = torch.randint(0, 2 * PAD + 1, (2, n), generator=gen).to(device)
+        return EpochDraws(perm, flip, offsets[0], offsets[1])
 
     def batch(self, it: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch number `it` (0-based, counted across epochs): x [B, ...], y [B]."""
@@ -115,12 +125,13 @@ class BatchIterator:
             raise ValueError(f"iteration must be >= 0, got {it}")
         epoch, i = divmod(it, self.iters_per_epoch)
         if epoch != self._epoch:
-            self._start_epoch(epoch)
-        idx = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
+            self._draws, self._epoch = self.epoch_draws(epoch), epoch
+        d = self._draws
+        idx = d.perm[i * self.batch_size : (i + 1) * self.batch_size]
         # index_select: the same gather as x[idx], 2-5x less overhead on a CPU.
         xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
-        if self.augment:
-            xb = flip_crop(xb, self._flip[idx], self._dy[idx], self._dx[idx])
+        if d.flip is not None:
+            xb = flip_crop(xb, d.flip[idx], d.dy[idx], d.dx[idx])
         return xb, yb
 
 
@@ -146,7 +157,8 @@ class StackedBatches:
         self.x, self.y, self.batch_size, self.augment = x, y, batch_size, augment
         self.iters_per_epoch = self.iters[0].iters_per_epoch
         self._epoch = -1
-        self._perm = self._flip = self._dy = self._dx = torch.empty(0, dtype=torch.int64)
+        # The K seeds' draws of the cached epoch, stacked: perm, and flip, dy, dx, [K, N].
+        self._stacked: dict[str, torch.Tensor] = {}
 
     def batch(self, it: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch number `it` of every seed: x [K, B, ...], y [K * B]."""
@@ -154,30 +166,17 @@ class StackedBatches:
             raise ValueError(f"iteration must be >= 0, got {it}")
         epoch, i = divmod(it, self.iters_per_epoch)
         if epoch != self._epoch:
-            for b in self.iters:
-                b._start_epoch(epoch)
-            self._perm = torch.stack([b._perm for b in self.iters])  # [K, N]
-            if self.augment:
-                self._flip, self._dy, self._dx = (
-                    torch.stack([getattr(b, a) for b in self.iters])
-                    for a in ("_flip", "_dy", "_dx"))
+            draws = [b.epoch_draws(epoch) for b in self.iters]
+            keys = ("perm", "flip", "dy", "dx") if self.augment else ("perm",)
+            self._stacked = {k: torch.stack([getattr(d, k) for d in draws]) for k in keys}
             self._epoch = epoch
-        cols = self._perm[:, i * self.batch_size : (i + 1) * self.batch_size]  # [K, B]
+        cols = self._stacked["perm"][:, i * self.batch_size : (i + 1) * self.batch_size]  # [K, B]
         idx = cols.reshape(-1)
         xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
         if self.augment:
             # The per-sample draws of seed k, at seed k's sample ids.
-            flip, dy, dx = (t.gather(1, cols).reshape(-1)
-                            for t in (self._flip, self._dy, self._dx))
+            flip, dy, dx = (self._stacked[k].gather(1, cols).reshape(-1)
+                            for k in ("flip", "dy", "dx"))
             xb = flip_crop(xb, flip, dy, dx)
         return xb.view(len(self.iters), self.batch_size, *xb.shape[1:]), yb
 
-
-def eval_batches(
-    x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Consecutive slices x[i:i+B], y[i:i+B] in order, the last one possibly shorter."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    for start in range(0, x.shape[0], batch_size):
-        yield x[start : start + batch_size], y[start : start + batch_size]

@@ -6,7 +6,6 @@ the modules import them when called, so ``import lth.export`` always works.
 
 from lth.export.measure import ModelCost, interleaved_latency, model_cost
 from lth.export.onnx import (
-    check_onnx,
     export_onnx,
     ort_accuracy,
     ort_logits,
@@ -16,6 +15,6 @@ from lth.export.onnx import (
 from lth.export.quantize import quantize_int8
 from lth.export.sparse import load_sparse, save_sparse, sparse_state
 
-__all__ = ["ModelCost", "interleaved_latency", "model_cost", "check_onnx", "export_onnx",
+__all__ = ["ModelCost", "interleaved_latency", "model_cost", "export_onnx",
            "ort_accuracy", "ort_logits", "require_deploy", "session", "quantize_int8",
            "load_sparse", "save_sparse", "sparse_state"]

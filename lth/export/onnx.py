@@ -8,7 +8,6 @@ checked with ``onnx.checker``.
 from __future__ import annotations
 
 import io
-import os
 import warnings
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from lth.errors import ConfigError
+from lth.files import atomic_write
 
 INPUT, OUTPUT = "input", "logits"
 
@@ -52,19 +52,7 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
         )
     proto = onnx.load_from_string(buffer.getvalue())
     onnx.checker.check_model(proto, full_check=True)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buffer.getvalue())
-    os.replace(tmp, path)
-    return path
-
-
-def check_onnx(path: str | Path) -> None:
-    """Run ``onnx.checker`` on a file (raises onnx's ValidationError)."""
-    import onnx
-
-    onnx.checker.check_model(str(path), full_check=True)
+    return atomic_write(path, buffer.getvalue())
 
 
 def session(path: str | Path, threads: int = 1):  # noqa: ANN201 - onnxruntime.InferenceSession

@@ -25,6 +25,7 @@ from lth.export.measure import model_cost
 from lth.export.onnx import export_onnx, ort_accuracy, ort_logits, session
 from lth.export.quantize import quantize_int8
 from lth.export.sparse import save_sparse
+from lth.files import write_text
 from lth.lottery.store import RunStore
 from lth.pruning.channels import remove_channels
 from lth.pruning.mask import Mask, apply_mask, check_mask, density
@@ -124,6 +125,5 @@ def export_onnx_round(model: nn.Module, mask: Mask, data: Dataset, out_dir: Path
 
 
 def write_report(out_dir: Path, report: dict[str, Any]) -> Path:
-    path = out_dir / REPORT_FILE
-    RunStore(out_dir).write_text(path, json.dumps(report, indent=2, sort_keys=True))
-    return path
+    """``report.json`` in ``out_dir`` (sorted keys, indented)."""
+    return write_text(out_dir / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True))

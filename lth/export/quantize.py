@@ -7,7 +7,6 @@ format, which ORT fuses into integer Conv/MatMul kernels when it loads the model
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from lth.export.onnx import INPUT, require_deploy
+from lth.files import atomic_write
 
 
 def quantize_int8(fp32_path: str | Path, int8_path: str | Path,
@@ -50,5 +50,4 @@ def quantize_int8(fp32_path: str | Path, int8_path: str | Path,
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ,
                         per_channel=per_channel, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8)
-        os.replace(out, int8_path)
-    return int8_path
+        return atomic_write(int8_path, out.read_bytes())

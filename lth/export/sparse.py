@@ -14,13 +14,14 @@ and +0.0 at pruned positions (``torch.equal`` holds; a pruned weight that traini
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lth.errors import CheckpointError
+from lth.files import atomic_write
 from lth.pruning.mask import Mask
 
 FORMAT = "lth-sparse-v1"
@@ -72,12 +73,9 @@ def sparse_state(state: dict[str, torch.Tensor], mask: Mask) -> dict[str, object
 
 def save_sparse(path: str | Path, state: dict[str, torch.Tensor], mask: Mask) -> Path:
     """Write ``state`` (a state dict with ``mask`` applied) as a compressed checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(sparse_state(state, mask), tmp)
-    os.replace(tmp, path)
-    return path
+    buffer = io.BytesIO()
+    torch.save(sparse_state(state, mask), buffer)
+    return atomic_write(path, buffer.getvalue())
 
 
 def load_sparse(path: str | Path) -> tuple[dict[str, torch.Tensor], Mask]:

@@ -32,9 +32,9 @@ from torch import nn
 
 from lth.data import Dataset
 from lth.errors import CheckpointError
+from lth.faults import kill_point
 from lth.lottery import checkpoint
 from lth.lottery.checkpoint import Checkpoint
-from lth.lottery.faults import kill_point
 from lth.lottery.settings import LotterySettings
 from lth.lottery.store import RunStore
 from lth.pruning import (

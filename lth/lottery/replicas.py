@@ -18,10 +18,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from lth.faults import kill_point
 from lth.lottery import checkpoint
 from lth.lottery.checkpoint import Checkpoint
 from lth.lottery.driver import Lottery, Record, RoundStart
-from lth.lottery.faults import kill_point
 from lth.train import Callbacks, TrainResult, TrainState, run_loop
 from lth.train.replicas import ReplicaStepper
 

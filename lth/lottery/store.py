@@ -18,9 +18,10 @@ Layout of a run directory ``<output_root>/<name>/<config hash>/``::
 
 A round is complete when its line is in metrics.jsonl; that line is written last.
 The same holds for a control and its line in controls.jsonl.
-Every file is written to a temporary name and renamed. A ``.pt`` file's checksum is removed
-before the file is replaced and written after it, so a crash between the two leaves a file
-without a checksum (still checked for structure), never a file with a wrong one.
+Every file is written by ``lth.files.atomic_write`` (temporary name, fsync, rename). A ``.pt``
+file's checksum is removed before the file is replaced and written after it, so a crash between
+the two leaves a file without a checksum (still checked for structure), never a file with a
+wrong one.
 """
 
 from __future__ import annotations
@@ -35,99 +36,9 @@ from typing import Any
 
 import torch
 
-from lth.errors import CheckpointError, ConfigError, StorageError
-from lth.lottery.faults import kill_point
-
-# Keys that change where or how a run is logged, not what it computes: not hashed.
-# ``replicas`` trains seeds side by side; each seed's run is the run of that seed alone.
-NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "device", "hydra",
-                               "replicas"})
-# Nested keys that do not change the result of any stored round: ``prune.rounds`` only says
-# how far to go, so raising it extends an existing run instead of starting a new one; where
-# the data files lie does not change the data; resuming from a checkpoint is bit-identical;
-# ``prune.controls`` only adds runs beside the ticket's rounds, so adding a control completes
-# it on the existing run.
-NON_SEMANTIC_NESTED = ("prune.rounds", "prune.controls", "dataset.root", "dataset.download",
-                       "train.checkpoint_every")
-# Nested keys above that do change results when another key is true: a one-shot run prunes
-# straight to the density of ``prune.rounds`` rounds. Format: dotted key -> dotted condition.
-SEMANTIC_WHEN: dict[str, str] = {"prune.rounds": "prune.oneshot"}
-# Keys added after runs were stored: dropped from the hash while they hold the value that
-# reproduces the old behaviour, so adding a key never renames existing runs.
-# Format: dotted key -> default value.
-HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
-    "prune.granularity": "weight",
-    "prune.channel_score": "l1",
-    "prune.oneshot": False,
-    "prune.schedule": [],
-}
-
-
-def _get(cfg: dict[str, Any], dotted: str) -> Any:
-    node: Any = cfg
-    for key in dotted.split("."):
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
-
-
-def _drop(cfg: dict[str, Any], dotted: str, default: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    node = cfg
-    for p in parents:
-        node = node.get(p)
-        if not isinstance(node, dict):
-            return
-    if leaf in node and node[leaf] == default:
-        del node[leaf]
-
-
-def semantic_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The part of a resolved config that determines results."""
-    out = json.loads(json.dumps({k: v for k, v in cfg.items() if k not in NON_SEMANTIC_KEYS}))
-    for dotted in NON_SEMANTIC_NESTED:
-        parent, leaf = dotted.rsplit(".", 1)
-        condition = SEMANTIC_WHEN.get(dotted)
-        if condition and _get(out, condition):
-            continue
-        if isinstance(out.get(parent), dict):
-            out[parent].pop(leaf, None)
-    for dotted, default in HASH_NEUTRAL_DEFAULTS.items():
-        _drop(out, dotted, default)
-    return out
-
-
-def config_hash(cfg: dict[str, Any]) -> str:
-    """A 12-hex-digit digest of the semantic config (canonical JSON, sorted keys)."""
-    text = json.dumps(semantic_config(cfg), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-TEMP_SUFFIX = ".tmp"
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, then rename it over ``path``."""
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        kill_point(f"write:{path.parent.name}/{path.name}")
-        os.replace(tmp, path)
-    except OSError as e:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise StorageError(
-            f"cannot write {path} ({e.strerror or e}): free disk space or set output_root to "
-            "a writable location, then rerun to resume (completed rounds are kept)"
-        ) from None
-    except BaseException:
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
-        raise
+from lth.errors import CheckpointError, ConfigError
+from lth.files import TEMP_SUFFIX, atomic_write
+from lth.lottery.hashing import config_hash
 
 
 def checksum_path(path: Path) -> Path:
@@ -211,7 +122,7 @@ class RunStore:
             ) from None
 
     def write_text(self, path: Path, text: str) -> None:
-        _atomic_write(path, text.encode())
+        atomic_write(path, text.encode())
 
     def save(self, path: Path, obj: Any) -> None:
         """Save ``obj`` (tensors, numbers, strings, lists, dicts) atomically with a checksum."""
@@ -219,8 +130,8 @@ class RunStore:
         torch.save(obj, buf)
         data = buf.getvalue()
         checksum_path(path).unlink(missing_ok=True)
-        _atomic_write(path, data)
-        _atomic_write(checksum_path(path),
+        atomic_write(path, data)
+        atomic_write(checksum_path(path),
                       f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
 
     def load(self, path: Path, fix: str) -> Any:

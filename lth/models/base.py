@@ -5,7 +5,8 @@ Every model is built as `Model(input_shape, num_classes, **hyperparameters)`, wh
 CIFAR-10, (1, 40) for mnist1d. The pruning code (`lth.pruning.mask`) relies on two
 conventions that every model here keeps:
 
-- prunable tensors are the `.weight` of every Conv1d / Conv2d / Linear;
+- prunable tensors are the `.weight` of every conv and linear layer
+  (`lth.pruning.mask.PRUNABLE_LAYERS`, the one definition);
 - the output layer is the last `nn.Linear` in `model.modules()` order.
 """
 
@@ -14,8 +15,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from lth.errors import ConfigError
-
-PRUNABLE_TYPES: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Linear)
+from lth.pruning.mask import PRUNABLE_LAYERS
 
 
 class Classifier(nn.Module):
@@ -40,8 +40,8 @@ class Classifier(nn.Module):
 def init_weights(module: nn.Module) -> None:
     """open_lth-style init, applied with `model.apply(init_weights)`.
 
-    - Conv1d / Conv2d / Linear weights: `kaiming_normal_` (fan_in, ReLU gain sqrt(2)), as
-      open_lth's default `kaiming_normal` initializer.
+    - Weights of the prunable layers (conv, linear): `kaiming_normal_` (fan_in, ReLU gain
+      sqrt(2)), as open_lth's default `kaiming_normal` initializer.
     - Their biases: zeros (open_lth keeps PyTorch's uniform default there; zeros keep the
       seed's randomness in the weights alone).
     - BatchNorm: weight 1, bias 0 (open_lth draws BN weights uniform in [0, 1); we keep
@@ -49,7 +49,7 @@ def init_weights(module: nn.Module) -> None:
 
     Deterministic under `torch.manual_seed`.
     """
-    if isinstance(module, PRUNABLE_TYPES):
+    if isinstance(module, PRUNABLE_LAYERS):
         nn.init.kaiming_normal_(module.weight)
         if module.bias is not None:
             nn.init.zeros_(module.bias)

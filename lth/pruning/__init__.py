@@ -20,7 +20,6 @@ from lth.pruning.prune import (
     layer_rates,
     prune_mask,
     scheduled_densities,
-    scheduled_remaining,
     target_densities,
 )
 
@@ -28,5 +27,5 @@ __all__ = [
     "Mask", "apply_mask", "check_mask", "density", "full_mask", "layer_density",
     "output_layer_name", "prunable_names", "remaining", "total", "STRATEGIES", "PruneRates",
     "check_strategy", "kept_count", "layer_rates", "prune_mask", "scheduled_densities",
-    "scheduled_remaining", "target_densities",
+    "target_densities",
 ]

@@ -26,9 +26,8 @@ import torch
 from torch import nn
 
 from lth.errors import ConfigError
-from lth.pruning.mask import Mask, apply_mask, output_layer_name
+from lth.pruning.mask import PRUNABLE_LAYERS, Mask, apply_mask, output_layer_name
 
-_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
 
@@ -101,7 +100,7 @@ def _module_slices(dg, module: nn.Module, name: str, handler, idxs, roots) -> li
     prefix = f"{name}." if name else ""
     if isinstance(module, _NORMS) and module.affine:
         return [Slice(prefix + "weight", "norm", 0, index, root)]
-    if not isinstance(module, _LAYERS) or getattr(module, "groups", 1) != 1:
+    if not isinstance(module, PRUNABLE_LAYERS) or getattr(module, "groups", 1) != 1:
         return None  # depthwise/grouped convs, LayerNorm, attention, ...: not handled
     if dg.is_out_channel_pruning_fn(handler):
         out = [Slice(prefix + "weight", "out", 0, index, root)]
@@ -116,7 +115,8 @@ def _groups(model: nn.Module, dg) -> list[tuple[ChannelGroup, object]]:
     names = {id(m): n for n, m in model.named_modules()}
     out_layer = model.get_submodule(output_layer_name(model).rpartition(".")[0])
     result = []
-    for group in dg.get_all_groups(ignored_layers=[out_layer], root_module_types=_LAYERS):
+    for group in dg.get_all_groups(ignored_layers=[out_layer],
+                                   root_module_types=PRUNABLE_LAYERS):
         slices: list[Slice] | None = []
         for item in group.items:
             module = item.dep.target.module

@@ -13,7 +13,11 @@ from lth.errors import CheckpointError
 
 Mask = dict[str, torch.Tensor]
 
-_PRUNABLE_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+# The one definition of a prunable layer: its ``weight`` is prunable (biases only if asked).
+# The models' init (lth.models.base), channel groups (lth.pruning.channels) and per-type
+# rates (conv_names) all use these.
+CONV_LAYERS: tuple[type[nn.Module], ...] = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+PRUNABLE_LAYERS: tuple[type[nn.Module], ...] = (*CONV_LAYERS, nn.Linear)
 
 
 def prunable_names(model: nn.Module, include_bias: bool = False) -> list[str]:
@@ -23,7 +27,7 @@ def prunable_names(model: nn.Module, include_bias: bool = False) -> list[str]:
     """
     names = []
     for mod_name, module in model.named_modules():
-        if isinstance(module, _PRUNABLE_LAYERS):
+        if isinstance(module, PRUNABLE_LAYERS):
             prefix = f"{mod_name}." if mod_name else ""
             names.append(prefix + "weight")
             if include_bias and module.bias is not None:
@@ -50,7 +54,7 @@ def conv_names(model: nn.Module) -> set[str]:
     return {
         f"{n}.weight" if n else "weight"
         for n, m in model.named_modules()
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d))
+        if isinstance(m, CONV_LAYERS)
     }
 
 

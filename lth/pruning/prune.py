@@ -83,11 +83,6 @@ def kept_count(total: int, density: float) -> int:
     return int(math.floor(total * density + 0.5))
 
 
-def scheduled_remaining(total: int, rate: float, round_index: float) -> int:
-    """Survivors of a group of ``total`` weights after ``round_index`` rounds at ``rate``."""
-    return kept_count(total, (1.0 - rate) ** round_index)
-
-
 def scheduled_densities(rates: dict[str, float], round_index: float) -> dict[str, float]:
     """Each tensor's density after ``round_index`` rounds at its own rate: ``(1 - r) ** k``."""
     return {n: (1.0 - r) ** round_index for n, r in rates.items()}
@@ -141,28 +136,15 @@ def keep_top(scores: dict[str, torch.Tensor], mask: Mask, names: list[str], keep
     return out
 
 
-def prune_mask(
-    weights: dict[str, torch.Tensor],
-    mask: Mask,
-    *,
-    strategy: str,
-    seed: int,
-    rates: dict[str, float] | None = None,
-    round_index: int | None = None,
-    densities: dict[str, float] | None = None,
-) -> Mask:
+def prune_mask(weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str, seed: int,
+               densities: dict[str, float]) -> Mask:
     """A smaller mask from the trained ``weights`` of the last round.
 
-    The target is either ``densities`` (each name's density of its whole tensor, e.g. from
-    ``target_densities``) or the iterative schedule: ``rates`` (each name's per-round rate)
-    after ``round_index`` (>= 1) rounds. ``weights`` and ``mask`` map the same names.
-    Returns a new mask; nothing is mutated.
+    ``densities``: each name's target density of its whole tensor (``scheduled_densities``
+    for round k of the iterative schedule, ``target_densities`` for an explicit one).
+    ``weights`` and ``mask`` map the same names. Returns a new mask; nothing is mutated.
     """
     kind, scope = check_strategy(strategy)
-    if densities is None:
-        if rates is None or round_index is None:
-            raise ValueError("prune_mask needs densities, or rates and round_index")
-        densities = scheduled_densities(rates, round_index)
     scores = compute_scores(kind, {n: weights[n] for n in mask}, seed)
     new: Mask = {}
     for names in _groups({n: densities[n] for n in mask}, scope):

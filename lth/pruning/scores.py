@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import torch
 
-ScoreFn = str  # "magnitude" | "random"
-
 
 def magnitude_scores(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """|w| for each tensor (Han et al. 2015; Frankle & Carbin 2019)."""

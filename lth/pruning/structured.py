@@ -28,7 +28,7 @@ from torch import nn
 from lth.errors import ConfigError
 from lth.pruning.channels import ChannelGroup, alive_channels, channel_groups
 from lth.pruning.mask import Mask
-from lth.pruning.prune import check_strategy, kept_count, scheduled_densities
+from lth.pruning.prune import check_strategy, kept_count
 
 GRANULARITIES = ("weight", "channel")
 CHANNEL_SCORES = ("l1", "l2", "bn")
@@ -103,19 +103,13 @@ def _keep_top(scores: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
 
 def prune_channel_groups(
     groups: list[ChannelGroup], weights: dict[str, torch.Tensor], mask: Mask, *,
-    score: str, scope: str, seed: int, rates: dict[str, float] | None = None,
-    round_index: int | None = None, densities: dict[str, float] | None = None,
+    score: str, scope: str, seed: int, densities: dict[str, float],
 ) -> Mask:
     """A smaller channel mask from the last round's ``weights``.
 
-    The target is ``densities`` (weight name -> share of channels kept; a group takes its
-    root's) or, as in ``prune_mask``, ``rates`` after ``round_index`` (>= 1) rounds. Dead
-    channels score -inf, so masks only shrink. Returns a new mask.
+    ``densities``: weight name -> share of channels kept, as in ``prune_mask`` (a group takes
+    its root's). Dead channels score -inf, so masks only shrink. Returns a new mask.
     """
-    if densities is None:
-        if rates is None or round_index is None:
-            raise ValueError("prune_channel_groups needs densities, or rates and round_index")
-        densities = scheduled_densities(rates, round_index)
     gen = torch.Generator().manual_seed(seed)
     scored = []
     for g in groups:
@@ -160,14 +154,11 @@ class ChannelPruner:
         return self._groups
 
     def __call__(self, weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str,
-                 seed: int, rates: dict[str, float] | None = None,
-                 round_index: int | None = None,
-                 densities: dict[str, float] | None = None) -> Mask:
+                 seed: int, densities: dict[str, float]) -> Mask:
         kind, scope = check_strategy(strategy)
         if kind not in ("magnitude", "random"):
             raise ConfigError(f"prune.strategy={strategy} has no channel version; with "
                               "prune.granularity=channel use a magnitude or random strategy")
         score = self.score if kind == "magnitude" else "random"
         return prune_channel_groups(self.groups(), weights, mask, score=score, scope=scope,
-                                    rates=rates, round_index=round_index, densities=densities,
-                                    seed=seed)
+                                    densities=densities, seed=seed)

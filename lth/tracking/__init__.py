@@ -3,7 +3,7 @@
 Only this package imports wandb, and only inside functions, so `import lth` stays fast.
 """
 
-from lth.tracking.sinks import CurveFileSink, MultiSink, NullSink, Sink
+from lth.tracking.sinks import CurveFileSink, NullSink, Sink
 from lth.tracking.wandb_records import (
     WandbRun,
     find_wandb_file,
@@ -15,7 +15,6 @@ from lth.tracking.wandb_sink import ROUND_KEYS, WandbSink, open_wandb, round_met
 __all__ = [
     "ROUND_KEYS",
     "CurveFileSink",
-    "MultiSink",
     "NullSink",
     "Sink",
     "WandbRun",

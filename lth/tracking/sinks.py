@@ -7,7 +7,6 @@ written by the lottery loop itself, so every sink here is optional.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
@@ -41,32 +40,6 @@ class NullSink:
 
     def close(self) -> None:
         pass
-
-
-class MultiSink:
-    """Fans every call out to several sinks, in order."""
-
-    def __init__(self, sinks: Sequence[Sink]) -> None:
-        self.sinks = list(sinks)
-
-    def log_round(self, record: dict[str, Any]) -> None:
-        for sink in self.sinks:
-            sink.log_round(record)
-
-    def log_curve(self, round: int, it: int, values: dict[str, float]) -> None:
-        for sink in self.sinks:
-            sink.log_curve(round, it, values)
-
-    def close(self) -> None:
-        # Close every sink even if one fails, then re-raise the first failure.
-        error: BaseException | None = None
-        for sink in self.sinks:
-            try:
-                sink.close()
-            except Exception as exc:  # noqa: BLE001 - re-raised below
-                error = error or exc
-        if error is not None:
-            raise error
 
 
 class CurveFileSink:

@@ -1,4 +1,4 @@
-"""The deployment report's table (Markdown) and figure, from rows of measurements.
+"""scripts/deploy_report.py's rows, table (Markdown), figure and machine description.
 
 A row is one model at one precision: ``section`` ("speed" or "accuracy"), ``arch``, ``model``,
 ``kind`` (dense | ticket | structured | distilled), ``precision`` (fp32 | int8),
@@ -10,11 +10,40 @@ student), ``params``, ``nonzero``, ``macs``, ``file_bytes``, ``latency_b1_ms``,
 
 from __future__ import annotations
 
+import io
+import os
+import platform
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from lth.files import atomic_write, write_text
+
 Row = dict[str, Any]
+
+
+def rows_of(section: str, arch: str, variants: dict[str, dict[str, Any]]) -> list[Row]:
+    """Table rows (one per variant and precision), speedups against dense fp32."""
+    base = variants["dense"]["latency"]["fp32"]
+    rows = []
+    for key, v in variants.items():
+        for precision, path in v["files"].items():
+            lat = v["latency"][precision]
+            rows.append({
+                "section": section, "arch": arch, "model": key, "kind": v["kind"],
+                "precision": precision, "channels_removed": v.get("channels_removed", 0.0),
+                "sparsity": v["sparsity"], "params": v["cost"].params,
+                "nonzero": v["cost"].nonzero, "macs": v["cost"].macs,
+                "file_bytes": path.stat().st_size, "latency_b1_ms": lat["b1"],
+                "latency_b32_ms": lat["b32"], "speedup_b1": base["b1"] / lat["b1"],
+                "speedup_b32": base["b32"] / lat["b32"],
+                "acc": v.get("acc", {}).get(precision), "torch_acc": v.get("torch_acc"),
+                **({"sparse_bytes": v["sparse_bytes"], "dense_pt_bytes": v["dense_pt_bytes"]}
+                   if "sparse_bytes" in v else {}),
+            })
+    return rows
 
 
 def _find(rows: Sequence[Row], arch: str, model: str, precision: str) -> Row | None:
@@ -94,7 +123,7 @@ def write_markdown(path: Path, rows: Sequence[Row], meta: dict[str, Any]) -> Non
         "model's parameters it lacks). `acc`: ONNX Runtime top-1 test accuracy. Tickets run "
         "dense-shaped: their zeros cost the same time as any weight.", "",
     ]
-    path.write_text("\n".join(text))
+    write_text(path, "\n".join(text))
 
 
 _MARKERS = {"ticket": "D", "distilled": "*"}
@@ -140,5 +169,20 @@ def write_plot(path: Path, rows: Sequence[Row]) -> None:
         ax.set_title(title)
         ax.set_ylabel(label if label != "ms" else "ORT CPU latency, batch 32 (ms)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
+    atomic_write(path, buffer.getvalue())
+
+
+def machine(threads: int) -> dict[str, Any]:
+    """The CPU, its load and the versions that the timings depend on."""
+    import onnxruntime
+    import torch_pruning
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text()
+                .splitlines() if ln.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "ort_threads": threads,
+            "load_average_at_start": os.getloadavg(), "python": platform.python_version(),
+            "torch": torch.__version__, "onnxruntime": onnxruntime.__version__,
+            "torch_pruning": torch_pruning.__version__}

@@ -1,0 +1,76 @@
+"""Which config keys name a run: the semantic config and its hash.
+
+A run directory is named by ``config_hash`` of the resolved config. Keys that do not change
+results are left out, and a key added later is left out while it holds the value that
+reproduces the old behaviour, so adding a key never renames stored runs (a test pins the
+default experiment's hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+# Keys that change where or how a run is logged, not what it computes: not hashed.
+# ``replicas`` trains seeds side by side; each seed's run is the run of that seed alone.
+NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "device", "hydra",
+                               "replicas"})
+# Nested keys that do not change the result of any stored round: ``prune.rounds`` only says
+# how far to go, so raising it extends an existing run instead of starting a new one; where
+# the data files lie does not change the data; resuming from a checkpoint is bit-identical;
+# ``prune.controls`` only adds runs beside the ticket's rounds, so adding a control completes
+# it on the existing run.
+NON_SEMANTIC_NESTED = ("prune.rounds", "prune.controls", "dataset.root", "dataset.download",
+                       "train.checkpoint_every")
+# Nested keys above that do change results when another key is true: a one-shot run prunes
+# straight to the density of ``prune.rounds`` rounds. Format: dotted key -> dotted condition.
+SEMANTIC_WHEN: dict[str, str] = {"prune.rounds": "prune.oneshot"}
+# Keys added after runs were stored: dropped from the hash while they hold the value that
+# reproduces the old behaviour, so adding a key never renames existing runs.
+# Format: dotted key -> default value.
+HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
+    "prune.granularity": "weight",
+    "prune.channel_score": "l1",
+    "prune.oneshot": False,
+    "prune.schedule": [],
+}
+
+
+def _get(cfg: dict[str, Any], dotted: str) -> Any:
+    node: Any = cfg
+    for key in dotted.split("."):
+        node = node.get(key) if isinstance(node, dict) else None
+    return node
+
+
+def _drop(cfg: dict[str, Any], dotted: str, default: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = cfg
+    for p in parents:
+        node = node.get(p)
+        if not isinstance(node, dict):
+            return
+    if leaf in node and node[leaf] == default:
+        del node[leaf]
+
+
+def semantic_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config that determines results."""
+    out = json.loads(json.dumps({k: v for k, v in cfg.items() if k not in NON_SEMANTIC_KEYS}))
+    for dotted in NON_SEMANTIC_NESTED:
+        parent, leaf = dotted.rsplit(".", 1)
+        condition = SEMANTIC_WHEN.get(dotted)
+        if condition and _get(out, condition):
+            continue
+        if isinstance(out.get(parent), dict):
+            out[parent].pop(leaf, None)
+    for dotted, default in HASH_NEUTRAL_DEFAULTS.items():
+        _drop(out, dotted, default)
+    return out
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    """A 12-hex-digit digest of the semantic config (canonical JSON, sorted keys)."""
+    text = json.dumps(semantic_config(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
