@@ -249,7 +249,8 @@ def build(cfg: DictConfig, prep: Prepared, settings: LotterySettings, store: Run
     """The experiment of ``cfg`` over ``store``, logging to ``sink``. Over a NullSink it is
     also the plan of what is left to train: its pending rounds and controls read the store."""
     return Lottery(settings, prep.data, prep.make_model, prep.make_optimizer, prep.lr_factor,
-                   store, sink, prep.device, progress=cfg.progress, pruner=prep.pruner)
+                   store, sink, prep.device, progress=cfg.progress, pruner=prep.pruner,
+                   versions=versions())
 
 
 # -- versions ---------------------------------------------------------------------------------
