@@ -16,11 +16,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import report_errors
-from experiments.lottery import build, open_sink, print_control
 from experiments.schema import LotterySchema, register
 from lth.errors import ConfigError
-from lth.lottery.controls import check_controls, pending_controls, run_control
-from lth.lottery.table import format_header
 
 register()
 
@@ -43,26 +40,30 @@ def run_config(cfg: DictConfig) -> DictConfig:
 
 def run(cfg: DictConfig) -> Path:
     """Train the requested controls of the run ``cfg.run_dir``; returns the run directory."""
+    from experiments import setup
+    from lth.lottery.controls import check_controls, pending_controls, run_control
+    from lth.lottery.table import format_header, format_row
+    from lth.tracking import NullSink
+
     names = check_controls([cfg.control] if isinstance(cfg.control, str) else cfg.control)
     stored = run_config(cfg)
-    with ExitStack() as locks:
-        lottery = build(stored, locks)
-        store = lottery.store
+    prep = setup.prepare(stored)
+    settings = setup.settings_from(stored, prep.iters_per_epoch)
+    with ExitStack() as stack:
+        store = setup.open_store(stored, settings, stack)
         if store.root != Path(cfg.run_dir).resolve():
             raise ConfigError(f"{cfg.run_dir}/config.yaml hashes to {store.root.name}, not to "
                               "the directory's name: it was changed or made by another lth "
                               "version")
-        pairs = pending_controls(lottery, names, list(cfg.rounds) or None)
+        plan = setup.build(stored, prep, settings, store, NullSink())
+        pairs = pending_controls(plan, names, list(cfg.rounds) or None)
         print(format_header())
         if not pairs:
             print("the requested controls are stored; nothing to train")
             return store.root
-        lottery.sink = open_sink(stored, store)
-        try:
-            for k, name in pairs:
-                print_control(run_control(lottery, k, name))
-        finally:
-            lottery.sink.close()
+        lottery = setup.build(stored, prep, settings, store, setup.open_sink(stored, store, stack))
+        for k, name in pairs:
+            print(format_row(run_control(lottery, k, name), note=name), flush=True)
     return store.root
 
 

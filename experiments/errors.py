@@ -1,17 +1,21 @@
-"""How entry points report errors. Light on purpose (no torch): `--help` imports it."""
+"""How entry points report errors, and library exceptions turned into ConfigErrors that name
+the config key. Light on purpose (no torch): `--help` imports it."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
+import re
 import sys
 from collections.abc import Callable
 from typing import Any
 
 from hydra.errors import HydraException, MissingConfigException
+from hydra.utils import get_method
 from omegaconf.errors import OmegaConfBaseException
 
-from lth.errors import LthError
+from lth.errors import ConfigError, LthError
 
 # HYDRA_FULL_ERROR as the user set it: run_cli sets HYDRA_FULL_ERROR=1 itself.
 _USER_FULL_ERROR = "LTH_USER_HYDRA_FULL_ERROR"
@@ -71,3 +75,38 @@ def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
 
     return wrapper
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name if it has none)."""
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def build_error(group: str, target: str, make: Callable[[dict[str, Any]], object],
+                kwargs: dict[str, Any], cause: BaseException) -> ConfigError:
+    """A ConfigError naming the ``<group>.<key>`` of ``kwargs`` that made ``make`` raise
+    ``cause``: the key without which ``make`` succeeds (or every key, if none does)."""
+    text = first_line(cause)
+    unexpected = re.search(r"unexpected keyword argument '(\w+)'", text)
+    if unexpected and unexpected[1] in kwargs:
+        try:
+            takes = " (it takes " + ", ".join(
+                p for p in inspect.signature(get_method(target)).parameters
+                if p not in ("self", "params", "input_shape", "num_classes")) + ")"
+        except Exception:  # no signature to read: name the key alone
+            takes = ""
+        return ConfigError(f"{group}.{unexpected[1]} is not a parameter of {target}{takes}: "
+                           "remove it")
+    for key in kwargs:
+        try:
+            make({k: v for k, v in kwargs.items() if k != key})
+        except Exception:
+            continue
+        return ConfigError(f"{group}.{key}={_show(kwargs[key])} is invalid for {target}: {text}")
+    keys = ", ".join(f"{group}.{k}={_show(v)}" for k, v in kwargs.items())
+    return ConfigError(f"{group}={target} cannot be built from {keys or 'no keys'}: {text}")

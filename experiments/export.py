@@ -11,22 +11,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from experiments.common import load_data, model_factory, report_errors
+from experiments.errors import report_errors
 from experiments.schema import register
 from lth.errors import ConfigError
-from lth.lottery import RunStore
+
+if TYPE_CHECKING:
+    from lth.lottery import RunStore
 
 register()
 
 
 def open_run(run_dir: str | None) -> tuple[RunStore, DictConfig]:
     """The run's store and its stored config; ConfigError if it is not a run directory."""
+    from lth.lottery import RunStore
+
     if not run_dir:
         raise ConfigError("run_dir is not set: pass run_dir=<the run directory printed by "
                           "python -m experiments.lottery>")
@@ -39,6 +42,9 @@ def open_run(run_dir: str | None) -> tuple[RunStore, DictConfig]:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Export the round ``cfg`` names; returns the report (also written as report.json)."""
+    import torch
+
+    from experiments.setup import load_data, model_factory
     from lth.export import pipeline as ex
 
     ex.check_options(cfg.format, cfg.quantize, cfg.structured)

@@ -7,12 +7,11 @@ run directory, config.yaml seed and W&B run id); ``replicas`` itself is not hash
 
 from __future__ import annotations
 
-import copy
 from contextlib import ExitStack
 
 from omegaconf import DictConfig
 
-from experiments.lottery import open_sink, open_store, prepare, settings_from
+from experiments import setup
 from lth.errors import ConfigError
 from lth.lottery import Lottery, ReplicaLottery, RunStore
 from lth.lottery.table import format_header, format_row
@@ -20,15 +19,8 @@ from lth.tracking import NullSink
 from lth.train.replicas import check_replicable
 
 
-def with_seed(cfg: DictConfig, seed: int) -> DictConfig:
-    """A copy of ``cfg`` with ``seed`` replaced."""
-    out = copy.deepcopy(cfg)
-    out.seed = seed
-    return out
-
-
-def run_replicas(cfg: DictConfig) -> list[RunStore]:
-    """Run (or resume) seeds ``cfg.seed`` ... ``cfg.seed + cfg.replicas - 1``; their stores."""
+def check_options(cfg: DictConfig) -> None:
+    """ConfigError for the options a replica group cannot train."""
     if cfg.replicas < 1:
         raise ConfigError(f"replicas={cfg.replicas} must be at least 1")
     if cfg.prune.controls:
@@ -37,40 +29,36 @@ def run_replicas(cfg: DictConfig) -> list[RunStore]:
     if cfg.prune.granularity != "weight":
         raise ConfigError("replicas>1 supports prune.granularity=weight only; run channel "
                           "pruning with replicas=1")
-    prep = prepare(cfg)
+
+
+def run_replicas(cfg: DictConfig) -> list[RunStore]:
+    """Run (or resume) seeds ``cfg.seed`` ... ``cfg.seed + cfg.replicas - 1``; their stores."""
+    check_options(cfg)
+    prep = setup.prepare(cfg)
     check_replicable(prep.make_model())  # before any file is written
     seeds = [cfg.seed + j for j in range(cfg.replicas)]
-    cfgs = [with_seed(cfg, s) for s in seeds]
-    with ExitStack() as locks:
-        lotteries = []
-        for c in cfgs:
-            settings = settings_from(c, prep.iters_per_epoch)
-            lotteries.append(Lottery(settings, prep.data, prep.make_model, prep.make_optimizer,
-                                     prep.lr_factor, open_store(c, settings, locks), NullSink(),
-                                     prep.device, progress=cfg.progress))
-        _run_group(cfgs, seeds, lotteries)
-    return [lot.store for lot in lotteries]
+    cfgs = [setup.with_seed(cfg, s) for s in seeds]
+    settings = [setup.settings_from(c, prep.iters_per_epoch) for c in cfgs]
+    with ExitStack() as stack:
+        stores = [setup.open_store(c, s, stack) for c, s in zip(cfgs, settings)]
+        print(format_header())
+        for seed, store in zip(seeds, stores):
+            for record in store.read_metrics():
+                print(format_row(record, note=f"seed {seed}, stored"))
+        plans = [setup.build(c, prep, s, st, NullSink())
+                 for c, s, st in zip(cfgs, settings, stores)]
+        if not ReplicaLottery(plans).pending_rounds():
+            print(f"all {cfg.prune.rounds + 1} rounds of seeds {seeds[0]}..{seeds[-1]} are "
+                  "complete; nothing to train")
+            return stores
+        # W&B only for the seeds with rounds to train; open_sink replays their stored rounds.
+        lotteries = [setup.build(c, prep, p.settings, p.store, setup.open_sink(c, p.store, stack))
+                     if p.pending_rounds() else p for c, p in zip(cfgs, plans)]
+        _train(seeds, lotteries)
+    return stores
 
 
-def _run_group(cfgs: list[DictConfig], seeds: list[int], lotteries: list[Lottery]) -> None:
-    """Train the pending rounds of every seed together (with their run directories locked)."""
-    group = ReplicaLottery(lotteries)
-    print(format_header())
-    for seed, lot in zip(seeds, lotteries):
-        for record in lot.store.read_metrics():
-            print(format_row(record, note=f"seed {seed}, stored"))
-    if not group.pending_rounds():
-        print(f"all {cfgs[0].prune.rounds + 1} rounds of seeds {seeds[0]}..{seeds[-1]} are "
-              "complete; nothing to train")
-        return
-    try:
-        for c, lot in zip(cfgs, lotteries):
-            if lot.pending_rounds():
-                lot.sink = open_sink(c, lot.store)
-                for record in lot.store.read_metrics():  # see experiments.lottery.run
-                    lot.sink.log_round(record)
-        group.run(on_round=lambda i, r: print(format_row(r, note=f"seed {seeds[i]}"),
-                                              flush=True))
-    finally:
-        for lot in lotteries:
-            lot.sink.close()
+def _train(seeds: list[int], lotteries: list[Lottery]) -> None:
+    """Train the pending rounds of every seed together, printing a row per round."""
+    ReplicaLottery(lotteries).run(
+        on_round=lambda i, r: print(format_row(r, note=f"seed {seeds[i]}"), flush=True))

@@ -224,8 +224,7 @@ def lenet_lottery(data: Dataset, device: torch.device, eval_every: int,
 def config_lottery(cfg, prep) -> LotteryFactory:  # noqa: ANN001 - DictConfig, Prepared
     """The composed experiment ``cfg`` (see experiments.lottery.prepare) with another seed
     and length, without mid-round checkpoints (replicas have none: the same work each side)."""
-    from experiments.lottery import settings_from
-    from experiments.replicas import with_seed
+    from experiments.setup import settings_from, with_seed
 
     def make(seed: int, root: Path, iterations: int, rounds: int) -> Lottery:
         settings = settings_from(with_seed(cfg, seed), prep.iters_per_epoch)

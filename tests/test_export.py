@@ -125,7 +125,7 @@ def test_unsupported_model_for_structured_export_is_an_error(tmp_path: Path) -> 
 
 
 def test_channel_granularity_is_part_of_the_hash_only_when_set() -> None:
-    from experiments.common import to_dict
+    from experiments.setup import to_dict
 
     base = config_hash(to_dict(compose_config("config", [])))
     assert config_hash(to_dict(compose_config("config", ["prune.granularity=weight"]))) == base

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from experiments.common import to_dict
+from experiments.setup import to_dict
 from lth.data import BatchIterator, Dataset, StackedBatches
 from lth.errors import ConfigError
 from lth.lottery import Lottery, LotterySettings, ReplicaLottery, RunStore, config_hash

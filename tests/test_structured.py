@@ -168,8 +168,8 @@ def test_lottery_loop_prunes_channels(tmp_path: Path) -> None:
     settings = LotterySettings(seed=0, rounds=2, iterations=30, batch_size=32, rewind_iter=0,
                                strategy="magnitude_layerwise", rates=PruneRates(0.5))
     lottery = Lottery(settings, make_blobs(), TinyMLP, lambda p: torch.optim.SGD(p, lr=0.05),
-                      step_schedule([]), RunStore(tmp_path), NullSink(), torch.device("cpu"))
-    lottery.pruner = ChannelPruner(TinyMLP, torch.randn(1, 20))
+                      step_schedule([]), RunStore(tmp_path), NullSink(), torch.device("cpu"),
+                      pruner=ChannelPruner(TinyMLP, torch.randn(1, 20)))
     records = lottery.run()
     mask = lottery.store.load_tensors(lottery.store.mask_path(2))
     assert int(mask["fc1.weight"].all(dim=1).sum()) == 8  # 32 -> 16 -> 8 neurons

@@ -1,0 +1,301 @@
+"""Building an experiment from a composed config, in one place for every entry point and script.
+
+config -> settings, device, data, model and optimizer factories, learning-rate schedule,
+pruner (``prepare``, ``settings_from``), then the run store (``open_store``), the W&B sink
+(``open_sink``) and the ``Lottery`` over them, built whole (``build``). Every value is checked
+here, before anything is stored: a bad one is a ConfigError naming its key. Hydra may be used
+here; lth itself never imports it. Entry points import this module inside their functions, so
+``--help`` and ``--cfg job`` never import torch.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+import platform
+import subprocess
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import get_method, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+import lth
+from experiments.errors import build_error, first_line
+from lth.data import Dataset, load_dataset
+from lth.errors import ConfigError, LthError
+from lth.lottery import Lottery, LotterySettings, RunStore
+from lth.lottery.lock import RunLock
+from lth.pruning import PruneRates, prune_mask
+from lth.pruning.structured import ChannelPruner, check_granularity
+from lth.tracking import Sink, open_wandb
+from lth.train import parse_duration, step_schedule
+from lth.train.optim import prefer_fused
+from lth.train.schedule import LRFactor
+
+
+def to_dict(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved config as plain Python data."""
+    data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    assert isinstance(data, dict)
+    return data  # type: ignore[return-value]
+
+
+def with_seed(cfg: DictConfig, seed: int) -> DictConfig:
+    """A copy of ``cfg`` with ``seed`` replaced."""
+    out = copy.deepcopy(cfg)
+    out.seed = seed
+    return out
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r} is not a device; use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available; use device=cpu or auto")
+    return device
+
+
+def load_data(cfg: DictConfig, device: torch.device) -> Dataset:
+    """The dataset named by ``cfg.dataset``, in memory on ``device``."""
+    d = cfg.dataset
+    data = load_dataset(
+        d.name, root=d.root, download=d.download, val_size=d.val_size,
+        split_seed=d.split_seed, num_samples=d.num_samples, augment=d.augment,
+    )
+    return data.to(device)
+
+
+def _kwargs(node: DictConfig) -> dict[str, Any]:
+    data = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(data, dict)
+    return {str(k): v for k, v in data.items() if not str(k).startswith("_")}
+
+
+def model_factory(cfg: DictConfig, data: Dataset) -> Callable[[], torch.nn.Module]:
+    """A function building a fresh model for ``data``; checked once on one sample."""
+    shape = {"input_shape": list(data.input_shape), "num_classes": data.num_classes}
+
+    def make() -> torch.nn.Module:
+        return instantiate(cfg.model, **shape)
+
+    try:
+        model = make()
+    except Exception as e:  # Hydra wraps the model's own errors, lth's included
+        cause, target = e.__cause__ or e, cfg.model._target_
+        if isinstance(cause, LthError):
+            raise cause from None
+        raise build_error("model", target, lambda kw: get_method(target)(**shape, **kw),
+                          _kwargs(cfg.model), cause) from None
+    try:
+        with torch.inference_mode():
+            model.eval()(data.x_train[:2].cpu())
+    except RuntimeError as e:
+        raise ConfigError(
+            f"model {cfg.model._target_} does not fit dataset {cfg.dataset.name} "
+            f"(input shape {tuple(data.input_shape)}): {first_line(e)}; choose a "
+            "model for this input"
+        ) from None
+    return make
+
+
+def optimizer_factory(cfg: DictConfig) -> Callable[..., torch.optim.Optimizer]:
+    """The partial optimizer of ``cfg.optimizer`` (call it with parameters), checked once on
+    a parameter so that a bad hyperparameter fails here, naming its key."""
+    if cfg.optimizer.lr <= 0:
+        raise ConfigError(f"optimizer.lr={cfg.optimizer.lr} must be positive")
+    factory = instantiate(cfg.optimizer)
+    probe = [torch.nn.Parameter(torch.zeros(1))]
+    try:
+        factory(probe)
+    except Exception as e:
+        raise build_error("optimizer", cfg.optimizer._target_,
+                          lambda kw: factory.func(probe, **kw), dict(factory.keywords), e
+                          ) from None
+    return prefer_fused(factory)
+
+
+def lr_schedule(cfg: DictConfig, iters_per_epoch: int) -> LRFactor:
+    """The learning-rate factor of ``cfg.train`` (milestones, gamma, warmup) per iteration."""
+    t = cfg.train
+    check_gamma(t.gamma)
+    milestones = [parse_duration(m, iters_per_epoch, "train.milestones") for m in t.milestones]
+    return step_schedule(milestones, t.gamma, parse_duration(t.warmup, iters_per_epoch,
+                                                              "train.warmup"))
+
+
+def check_gamma(gamma: float) -> None:
+    """ConfigError unless ``gamma`` (the factor at each milestone) is a positive number."""
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ConfigError(f"train.gamma={gamma} must be a positive number: the learning rate "
+                          "is multiplied by it at each milestone (e.g. 0.1)")
+
+
+def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
+    """The loop's settings, with every duration turned into iterations."""
+    t, p = cfg.train, cfg.prune
+
+    def it(key: str, value: str) -> int:
+        return parse_duration(value, iters_per_epoch, key)
+
+    return LotterySettings(
+        seed=cfg.seed, rounds=p.rounds, iterations=it("train.duration", t.duration),
+        batch_size=t.batch_size, rewind_iter=it("prune.rewind", p.rewind),
+        strategy=p.strategy,
+        rates=PruneRates(p.fraction, p.conv_fraction, p.output_fraction),
+        retrain=p.retrain, finetune_iters=it("prune.finetune_duration", p.finetune_duration),
+        eval_every=it("train.eval_every", t.eval_every), include_bias=p.prune_bias,
+        checkpoint_every=it("train.checkpoint_every", t.checkpoint_every),
+        oneshot=p.oneshot, schedule=tuple(p.schedule),
+    )
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What every seed of an experiment shares: device, data and how to build things."""
+
+    device: torch.device
+    data: Dataset
+    iters_per_epoch: int
+    lr_factor: LRFactor
+    make_model: Callable[[], torch.nn.Module]
+    make_optimizer: Callable[..., torch.optim.Optimizer]
+    pruner: Callable[..., Any] = prune_mask  # prune_mask's signature
+
+
+def prepare(cfg: DictConfig) -> Prepared:
+    """Check the config, load the data and build the factories and pruner (no files written).
+    The checks that need no data come first, so that they fail at once."""
+    to_dict(cfg)  # resolves every value: a missing one fails before the data loads
+    device = resolve_device(cfg.device)
+    PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
+    check_granularity(cfg.prune.granularity, cfg.prune.channel_score)
+    check_gamma(cfg.train.gamma)
+    make_optimizer = optimizer_factory(cfg)
+    data = load_data(cfg, device)
+    n = data.x_train.shape[0]
+    if not 0 < cfg.train.batch_size <= n:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} must be in 1..{n} "
+                          "(the training set size)")
+    ipe = n // cfg.train.batch_size
+    make_model = model_factory(cfg, data)
+    pruner: Callable[..., Any] = prune_mask
+    if cfg.prune.granularity == "channel":
+        channels = ChannelPruner(make_model, data.x_train[:1].cpu(), cfg.prune.channel_score)
+        channels.groups()  # fail now, not after round 0, if the model is unsupported
+        pruner = channels
+    return Prepared(device, data, ipe, lr_schedule(cfg, ipe), make_model, make_optimizer,
+                    pruner)
+
+
+# -- the run: store, sink, lottery ----------------------------------------------------------
+def open_store(cfg: DictConfig, settings: LotterySettings, locks: ExitStack) -> RunStore:
+    """The run store of ``cfg``, locked for this process until ``locks`` closes, created with
+    its config.yaml and run.json if new (else one warning line if another lth version made
+    it). A second process on the same run directory stops here with a one-line message."""
+    store = RunStore.for_config(cfg.output_root, cfg.name, to_dict(cfg))
+    store.prepare()
+    locks.enter_context(RunLock(store.lock_path))
+    store.remove_temporaries()
+    if store.config_path.exists():
+        warn_if_other_version(store)
+        return store
+    store.write_text(store.config_path, OmegaConf.to_yaml(cfg, resolve=True))
+    store.write_text(store.info_path, json.dumps({
+        "name": cfg.name, "hash": store.root.name, "versions": versions(),
+        "seeds": {"init": settings.init_seed, "data": settings.data_seed,
+                  "prune": "derive_seed(seed, 'prune', round)"},
+    }, indent=2))
+    return store
+
+
+def open_sink(cfg: DictConfig, store: RunStore, closing: ExitStack) -> Sink:
+    """The experiment's W&B run (id ``<name>-<hash>``), closed with ``closing``, with the
+    stored rounds and controls replayed into it once, or a NullSink.
+
+    Each process writes its own offline W&B folder; replaying makes the newest one complete
+    (``wandb sync`` of it then holds every round).
+    """
+    from lth.tracking.wandb_sink import control_metrics
+
+    sink = open_wandb(
+        mode=cfg.wandb.mode, project=cfg.wandb.project, group=cfg.name,
+        name=f"{cfg.name}-{store.root.name}-s{cfg.seed}", run_id=f"{cfg.name}-{store.root.name}",
+        config=to_dict(cfg), directory=cfg.wandb.dir or cfg.output_root,
+        tags=list(cfg.wandb.tags), entity=cfg.wandb.entity,
+    )
+    closing.callback(sink.close)
+    for record in store.read_metrics():
+        sink.log_round(record)
+    for record in store.read_controls():
+        sink.log_round(control_metrics(record))
+    return sink
+
+
+def build(cfg: DictConfig, prep: Prepared, settings: LotterySettings, store: RunStore,
+          sink: Sink) -> Lottery:
+    """The experiment of ``cfg`` over ``store``, logging to ``sink``. Over a NullSink it is
+    also the plan of what is left to train: its pending rounds and controls read the store."""
+    return Lottery(settings, prep.data, prep.make_model, prep.make_optimizer, prep.lr_factor,
+                   store, sink, prep.device, progress=cfg.progress, pruner=prep.pruner,
+                   versions=versions())
+
+
+# -- versions ---------------------------------------------------------------------------------
+def _git(*args: str) -> str | None:
+    """``git <args>`` in lth's source directory: its stdout, or None if it fails."""
+    try:
+        out = subprocess.run(["git", *args], cwd=Path(lth.__file__).parent,
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str:
+    """The git commit of lth's source tree (``-dirty`` with uncommitted changes), or
+    ``unknown`` outside a git checkout (e.g. an installed wheel) or without git."""
+    if _git("ls-files", "--error-unmatch", "__init__.py") is None:
+        return "unknown"  # not lth's own checkout (or a tree lth is not tracked in)
+    commit = _git("rev-parse", "HEAD")
+    if not commit:
+        return "unknown"
+    return commit + ("-dirty" if _git("status", "--porcelain") else "")
+
+
+def versions() -> dict[str, str]:
+    """Software versions recorded with every run (and each of its rounds)."""
+    return {"lth": lth.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "commit": git_commit()}
+
+
+def stored_version(info: dict[str, Any]) -> str | None:
+    """The lth version that last worked on a run: its newest round's, else the run's."""
+    rounds = info.get("rounds") or {}
+    if rounds:
+        return rounds[max(rounds, key=int)].get("lth")
+    return (info.get("versions") or {}).get("lth")
+
+
+def warn_if_other_version(store: RunStore) -> None:
+    """One warning line on stderr if another lth version made the stored run."""
+    try:
+        old = stored_version(json.loads(store.info_path.read_text()))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return  # no or unreadable run.json: nothing to compare with
+    if old is not None and old != lth.__version__:
+        print(f"warning: {store.root} was made by lth {old}; this is lth {lth.__version__}: "
+              "results from changed code may differ", file=sys.stderr, flush=True)
