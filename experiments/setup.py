@@ -282,20 +282,21 @@ def versions() -> dict[str, str]:
             "python": platform.python_version(), "commit": git_commit()}
 
 
-def stored_version(info: dict[str, Any]) -> str | None:
-    """The lth version that last worked on a run: its newest round's, else the run's."""
-    rounds = info.get("rounds") or {}
-    if rounds:
-        return rounds[max(rounds, key=int)].get("lth")
-    return (info.get("versions") or {}).get("lth")
+def stored_versions(info: dict[str, Any]) -> list[str]:
+    """Every lth version that worked on a run: the run's creator's and each round's, sorted."""
+    found = {(info.get("versions") or {}).get("lth")}
+    found.update(r.get("lth") for r in (info.get("rounds") or {}).values())
+    return sorted(v for v in found if isinstance(v, str))
 
 
 def warn_if_other_version(store: RunStore) -> None:
-    """One warning line on stderr if another lth version made the stored run."""
+    """One warning line on stderr if another lth version made (part of) the stored run."""
     try:
-        old = stored_version(json.loads(store.info_path.read_text()))
+        others = [v for v in stored_versions(json.loads(store.info_path.read_text()))
+                  if v != lth.__version__]
     except (OSError, ValueError, AttributeError, TypeError):
         return  # no or unreadable run.json: nothing to compare with
-    if old is not None and old != lth.__version__:
-        print(f"warning: {store.root} was made by lth {old}; this is lth {lth.__version__}: "
+    if others:
+        print(f"warning: {store.root} was made by lth {', '.join(others)}; this is lth "
+              f"{lth.__version__}: "
               "results from changed code may differ", file=sys.stderr, flush=True)

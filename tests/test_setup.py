@@ -106,13 +106,18 @@ def test_other_lth_version_warns_once_and_resumes(stored_run: Path, tmp_path: Pa
     assert "lth 0.0.1" in lines[0] and f"lth {lth.__version__}" in lines[0]
     assert run_dir(result) == directory and result.stdout.count("(stored)") == 2
     assert len((directory / "metrics.jsonl").read_text().splitlines()) == 3
+    rounds = json.loads((directory / "run.json").read_text())["rounds"]
+    assert rounds["2"]["lth"] == lth.__version__ and rounds["2"]["commit"]
+    again = lottery(tmp_path, *FAST, "wandb.mode=disabled", "prune.rounds=2")
+    assert "lth 0.0.1" in again.stderr, "a run of mixed versions warns at every resume"
 
 
-def test_stored_version_is_the_newest_rounds() -> None:
-    info = {"versions": {"lth": "0.1.0"}, "rounds": {"2": {"lth": "0.3"}, "10": {"lth": "0.4"}}}
-    assert setup.stored_version(info) == "0.4"
-    assert setup.stored_version({"versions": {"lth": "0.1.0"}}) == "0.1.0"
-    assert setup.stored_version({}) is None
+def test_stored_versions_are_the_runs_and_every_rounds() -> None:
+    info = {"versions": {"lth": "0.1.0"}, "rounds": {"2": {"lth": "0.3"}, "10": {"lth": "0.4"},
+                                                     "11": {"lth": "0.4"}}}
+    assert setup.stored_versions(info) == ["0.1.0", "0.3", "0.4"]
+    assert setup.stored_versions({"versions": {"lth": "0.1.0"}}) == ["0.1.0"]
+    assert setup.stored_versions({}) == []
 
 
 def test_commit_is_unknown_outside_a_checkout_or_without_git(tmp_path, monkeypatch) -> None:
