@@ -50,7 +50,7 @@ from lth.pruning import (
 )
 from lth.tracking import Sink
 from lth.tracking.wandb_sink import control_metrics
-from lth.train import LoopOptions, Span, TrainResult, constant_schedule, train
+from lth.train import LoopOptions, Span, TrainResult, TrainState, constant_schedule, train
 from lth.train.schedule import LRFactor
 
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
@@ -205,7 +205,7 @@ class Lottery:
                                optimizer.load_state_dict)
             resume, start.began = ckpt.state, start.began - ckpt.wall_s
 
-        def save(state: Any) -> None:
+        def save(state: TrainState) -> None:
             wall = time.perf_counter() - start.began
             self.save_checkpoint(start, checkpoint.capture(state, model,
                                                            optimizer.state_dict(), wall))
