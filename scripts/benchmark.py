@@ -161,8 +161,10 @@ def _target_2(s: dict, data, device: torch.device, repeats: int, rows: list) -> 
 def target_3(s: dict, device: torch.device, repeats: int, rows: list) -> dict:
     from hydra import compose, initialize_config_dir
 
+    from experiments.schema import register
     from experiments.setup import prepare
 
+    register()  # the typed schemas the config files extend (the entry points do this too)
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"device={device.type}"])
     prep = prepare(cfg)
