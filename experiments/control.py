@@ -41,6 +41,7 @@ def run_config(cfg: DictConfig) -> DictConfig:
 def run(cfg: DictConfig) -> Path:
     """Train the requested controls of the run ``cfg.run_dir``; returns the run directory."""
     from experiments import setup
+    from lth.lottery import RunStore
     from lth.lottery.controls import check_controls, pending_controls, run_control
     from lth.lottery.table import format_header, format_row
     from lth.tracking import NullSink
@@ -49,12 +50,12 @@ def run(cfg: DictConfig) -> Path:
     stored = run_config(cfg)
     prep = setup.prepare(stored)
     settings = setup.settings_from(stored, prep.iters_per_epoch)
+    root = RunStore.for_config(stored.output_root, stored.name, setup.to_dict(stored)).root
+    if root != Path(cfg.run_dir).resolve():  # checked before anything is written
+        raise ConfigError(f"{cfg.run_dir}/config.yaml hashes to {root.name}, not to the "
+                          "directory's name: it was changed or made by another lth version")
     with ExitStack() as stack:
         store = setup.open_store(stored, settings, stack)
-        if store.root != Path(cfg.run_dir).resolve():
-            raise ConfigError(f"{cfg.run_dir}/config.yaml hashes to {store.root.name}, not to "
-                              "the directory's name: it was changed or made by another lth "
-                              "version")
         plan = setup.build(stored, prep, settings, store, NullSink())
         pairs = pending_controls(plan, names, list(cfg.rounds) or None)
         print(format_header())

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 import lth
@@ -97,8 +97,10 @@ def model_factory(cfg: DictConfig, data: Dataset) -> Callable[[], torch.nn.Modul
         cause, target = e.__cause__ or e, cfg.model._target_
         if isinstance(cause, LthError):
             raise cause from None
-        raise build_error("model", target, lambda kw: get_method(target)(**shape, **kw),
-                          _kwargs(cfg.model), cause) from None
+        # Retried as Hydra builds it (lists as ListConfig), so the key named is the culprit.
+        raise build_error("model", target,
+                          lambda kw: instantiate({"_target_": target, **kw}, **shape),
+                          _kwargs(cfg.model), cause) from cause  # traceback kept for FULL_ERROR
     try:
         with torch.inference_mode():
             model.eval()(data.x_train[:2].cpu())
@@ -123,7 +125,7 @@ def optimizer_factory(cfg: DictConfig) -> Callable[..., torch.optim.Optimizer]:
     except Exception as e:
         raise build_error("optimizer", cfg.optimizer._target_,
                           lambda kw: factory.func(probe, **kw), dict(factory.keywords), e
-                          ) from None
+                          ) from e
     return prefer_fused(factory)
 
 
@@ -273,7 +275,7 @@ def git_commit() -> str:
     commit = _git("rev-parse", "HEAD")
     if not commit:
         return "unknown"
-    return commit + ("-dirty" if _git("status", "--porcelain") else "")
+    return commit + ("-dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
 
 
 def versions() -> dict[str, str]:

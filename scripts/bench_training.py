@@ -223,7 +223,7 @@ def lenet_lottery(data: Dataset, device: torch.device, eval_every: int,
 
 def config_lottery(cfg, prep) -> LotteryFactory:  # noqa: ANN001 - DictConfig, Prepared
     """The composed experiment ``cfg`` (see experiments.setup.prepare) with another seed
-    and length, without mid-round checkpoints (replicas have none: the same work each side)."""
+    and length, without mid-round checkpoints (so both sides of a comparison do the same work)."""
     from experiments.setup import settings_from, with_seed
 
     def make(seed: int, root: Path, iterations: int, rounds: int) -> Lottery:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
+from lth.errors import TrainingError
 from lth.train import Span, constant_schedule, train
 from lth.train.distill import distill, kd_loss
 from tests.conftest import TinyMLP, make_blobs
@@ -28,3 +30,14 @@ def test_student_learns_from_the_teacher() -> None:
     result = distill(student, teacher, data, torch.optim.Adam(student.parameters(), lr=1e-2),
                      iterations=60, batch_size=32, seed=0, lr_factor=constant_schedule(1.0))
     assert result.test_acc > 0.8
+
+
+def test_a_diverging_student_stops_at_the_first_non_finite_loss() -> None:
+    data = make_blobs()
+    torch.manual_seed(0)
+    teacher, student = TinyMLP(), TinyMLP(hidden=8)
+    with pytest.raises(TrainingError, match=r"distillation loss became (nan|inf) at iteration "
+                                            r"(\d+): lower the learning rate") as caught:
+        distill(student, teacher, data, torch.optim.SGD(student.parameters(), lr=1e12),
+                iterations=500, batch_size=32, seed=0, lr_factor=constant_schedule(1.0))
+    assert int(caught.value.args[0].split("iteration ")[1].split(":")[0]) < 50

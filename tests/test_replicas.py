@@ -235,17 +235,26 @@ class Crash(BaseException):
     """Stands in for SIGKILL in-process."""
 
 
-def resumable_group(root, seeds=(3, 4), adam: bool = True) -> ReplicaLottery:
-    def one(seed: int) -> Lottery:
-        settings = LotterySettings(seed=seed, rounds=1, iterations=60, batch_size=32,
-                                   rewind_iter=10, strategy="magnitude_global",
-                                   rates=PruneRates(0.5), eval_every=20, checkpoint_every=15)
-        opt = (functools.partial(torch.optim.Adam, lr=5e-3, fused=True) if adam else
-               functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9))
-        return Lottery(settings, DATA, LOTTERY_MODELS["lth_mlp"], opt, step_schedule([40]),
-                       RunStore(root / f"s{seed}"), NullSink(), torch.device("cpu"))
+RESUME_OPTIMIZERS = {  # the direct fused-kernel paths and optimizer.step() on views
+    "adam_fused": functools.partial(torch.optim.Adam, lr=5e-3, fused=True),
+    "adamw_fused_amsgrad": functools.partial(torch.optim.AdamW, lr=5e-3, amsgrad=True,
+                                             fused=True),
+    "sgd_fused": functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9, fused=True),
+    "sgd": functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9),
+}
 
-    return ReplicaLottery([one(s) for s in seeds])
+
+def resumable_lottery(root, seed: int, opt: str = "adam_fused") -> Lottery:
+    settings = LotterySettings(seed=seed, rounds=1, iterations=60, batch_size=32,
+                               rewind_iter=10, strategy="magnitude_global",
+                               rates=PruneRates(0.5), eval_every=20, checkpoint_every=15)
+    return Lottery(settings, DATA, LOTTERY_MODELS["lth_mlp"], RESUME_OPTIMIZERS[opt],
+                   step_schedule([40]), RunStore(root / f"s{seed}"), NullSink(),
+                   torch.device("cpu"))
+
+
+def resumable_group(root, seeds=(3, 4), opt: str = "adam_fused") -> ReplicaLottery:
+    return ReplicaLottery([resumable_lottery(root, s, opt) for s in seeds])
 
 
 def crash_replicas_at(monkeypatch, point: str) -> None:
@@ -269,21 +278,45 @@ def same_runs(a: ReplicaLottery, b: ReplicaLottery) -> None:
             assert x.store.curve_path(k).read_text() == y.store.curve_path(k).read_text()
 
 
-@pytest.mark.parametrize("adam,point", [(True, "checkpoint:0:45"), (False, "checkpoint:1:30")])
-def test_replicas_resume_mid_round_bit_identically(tmp_path, monkeypatch, adam: bool,
+@pytest.mark.parametrize("opt,point", [("adam_fused", "checkpoint:0:45"),
+                                       ("adamw_fused_amsgrad", "checkpoint:1:30"),
+                                       ("sgd_fused", "checkpoint:0:15"),
+                                       ("sgd", "checkpoint:1:30")])
+def test_replicas_resume_mid_round_bit_identically(tmp_path, monkeypatch, opt: str,
                                                    point: str) -> None:
-    reference = resumable_group(tmp_path / "ref", adam=adam)
+    reference = resumable_group(tmp_path / "ref", opt=opt)
     reference.run()
     crash_replicas_at(monkeypatch, point)
     with pytest.raises(Crash):
-        resumable_group(tmp_path / "run", adam=adam).run()
-    group = resumable_group(tmp_path / "run", adam=adam)
+        resumable_group(tmp_path / "run", opt=opt).run()
+    group = resumable_group(tmp_path / "run", opt=opt)
     k = int(point.split(":")[1])
     assert all(lot.store.checkpoint_path(k).exists() for lot in group.lotteries)
     monkeypatch.undo()
     group.run()
     same_runs(reference, group)
     assert not list(tmp_path.rglob("checkpoint.pt*")), "checkpoints are removed once complete"
+
+
+def test_a_partial_set_of_replica_checkpoints_restarts_the_round(tmp_path, monkeypatch) -> None:
+    """A kill between the K checkpoint writes leaves some seeds without one: the round starts
+    again for all (and still ends as the uninterrupted run does)."""
+    reference = resumable_group(tmp_path / "ref")
+    reference.run()
+    crash_replicas_at(monkeypatch, "checkpoint:1:30")
+    with pytest.raises(Crash):
+        resumable_group(tmp_path / "run").run()
+    monkeypatch.undo()
+    group = resumable_group(tmp_path / "run")
+    group.lotteries[1].store.remove(group.lotteries[1].store.checkpoint_path(1))
+    resumed: list = []
+    real = ReplicaStepper.load_optimizer_states
+    monkeypatch.setattr(ReplicaStepper, "load_optimizer_states",
+                        lambda self, states: resumed.append(1) or real(self, states))
+    group.run()
+    assert resumed == [], "a partial set must not be resumed"
+    same_runs(reference, group)
+    assert not list(tmp_path.rglob("checkpoint.pt*"))
 
 
 def test_the_replica_resume_test_fails_without_the_optimizer_restore(tmp_path,
@@ -308,17 +341,44 @@ def test_a_replica_checkpoint_has_the_single_runs_format(tmp_path, monkeypatch) 
     crash_replicas_at(monkeypatch, "checkpoint:0:45")
     with pytest.raises(Crash):
         resumable_group(tmp_path / "run").run()
-    lot = resumable_group(tmp_path / "run").lotteries[0]
+    lot = resumable_lottery(tmp_path / "run", 3)
     obj = lot.store.load(lot.store.checkpoint_path(0), "")
     state = obj["optimizer"]["state"]
     assert sorted(state) == list(range(6)) and sorted(state[0]) == ["exp_avg", "exp_avg_sq",
                                                                     "step"]
     assert float(state[0]["step"]) == 45
     records = lot.run()
-    single = resumable_group(tmp_path / "single", seeds=(3,)).lotteries[0]
+    single = resumable_lottery(tmp_path / "single", 3)
     for a, b in zip(records, single.run()):
         assert a["density"] == b["density"]
         assert a["test_acc"] == pytest.approx(b["test_acc"], abs=2 / 128)
+
+
+def test_single_runs_checkpoints_resume_as_replicas(tmp_path, monkeypatch) -> None:
+    """The other direction: seeds killed mid-round as single runs continue as replicas=2."""
+    import lth.lottery.driver as driver_module
+
+    def crash(name: str) -> None:
+        if name == "checkpoint:0:45":
+            raise Crash(name)
+
+    monkeypatch.setattr(driver_module, "kill_point", crash)
+    for seed in (3, 4):
+        with pytest.raises(Crash):
+            resumable_lottery(tmp_path / "run", seed).run()
+    monkeypatch.undo()
+    group = resumable_group(tmp_path / "run")
+    steps: list = []
+    real = ReplicaStepper.load_optimizer_states
+    monkeypatch.setattr(ReplicaStepper, "load_optimizer_states", lambda self, states: (
+        steps.append([float(s["state"][0]["step"]) for s in states]), real(self, states)))
+    records = group.run()
+    assert steps[0] == [45.0, 45.0], "round 0 continued from the single runs' checkpoints"
+    for seed, recs in zip((3, 4), records):
+        single = resumable_lottery(tmp_path / f"single{seed}", seed).run()
+        assert [r["density"] for r in recs] == [r["density"] for r in single]
+        for a, b in zip(recs, single):
+            assert a["test_acc"] == pytest.approx(b["test_acc"], abs=2 / 128)
 
 
 def test_cli_replicas_killed_mid_round_resume_bit_identically(tmp_path) -> None:

@@ -14,7 +14,7 @@ import pytest
 import lth
 from experiments import setup
 from lth.tracking import find_wandb_file, read_wandb_run
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import PYTHON, ROOT, cli_env
 from tests.test_cli import TINY, lottery, run_dir
 
 NAME = "mnist1d_mlp"
@@ -146,3 +146,20 @@ def test_help_and_composing_do_not_import_torch(args: list[str]) -> None:
         imported = {ln.rsplit("|", 1)[-1].strip() for ln in result.stderr.splitlines()
                     if ln.startswith("import time:")}
         assert "hydra" in imported and "torch" not in imported, module
+
+
+# -- experiments.control on a run whose config no longer hashes to its directory ----------------
+def test_control_on_a_changed_config_is_refused_before_anything_is_written(
+        stored_run: Path, tmp_path: Path) -> None:
+    directory = copy_of(stored_run, tmp_path)
+    config = directory / "config.yaml"
+    config.write_text(config.read_text().replace("fraction: 0.2", "fraction: 0.3", 1))
+    before = run_files(tmp_path / "runs")
+    result = subprocess.run(
+        [PYTHON, "-m", "experiments.control", f"run_dir={directory}", "control=random_prune"],
+        cwd=tmp_path, env={**cli_env(tmp_path)}, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "hashes to" in lines[0] and lines[0].startswith("error:"), lines
+    assert run_files(tmp_path / "runs") == before, "a refused control writes nothing"
+    assert sorted(p.name for p in (tmp_path / "runs" / NAME).iterdir()) == [directory.name]

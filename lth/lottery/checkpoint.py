@@ -110,25 +110,25 @@ def unpack(obj: Any, path: Path, round_index: int, span: tuple[int, int]) -> Che
                           float(obj.get("wall_s", 0.0)))
     except CheckpointError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
         raise CheckpointError(f"{path} does not fit this run ({_reason(e)}): {fix}") from None
 
 
 @contextmanager
-def fitting(path: Path, round_index: int) -> Iterator[None]:
-    """Turn the errors of loading a checkpoint's states into a CheckpointError naming it."""
+def fitting(problem: str, fix: str) -> Iterator[None]:
+    """Turn the errors of loading checkpoint states into one CheckpointError:
+    ``<problem> (<reason>): <fix>``."""
     try:
         yield
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
-        raise CheckpointError(f"{path} does not fit this run ({_reason(e)}): "
-                              f"{_fix(round_index)}") from None
+        raise CheckpointError(f"{problem} ({_reason(e)}): {fix}") from None
 
 
 def restore(ckpt: Checkpoint, path: Path, round_index: int, model: nn.Module,
             load_optimizer: Callable[[dict[str, Any]], None]) -> None:
     """Load ``ckpt`` into ``model``, the optimizer and the RNGs; CheckpointError if it does
     not fit them."""
-    with fitting(path, round_index):
+    with fitting(f"{path} does not fit this run", _fix(round_index)):
         model.load_state_dict(ckpt.model)
         load_optimizer(ckpt.optimizer)
         set_rng_state(ckpt.rng)

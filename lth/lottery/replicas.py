@@ -61,7 +61,9 @@ class _Group:
 
     def resume(self, stepper: ReplicaStepper, ckpts: list[Checkpoint]) -> list[TrainState]:
         """Restore the optimizer states; the loop states to continue from."""
-        with checkpoint.fitting(self.lots[0].store.checkpoint_path(self.k), self.k):
+        paths = ", ".join(str(lot.store.checkpoint_path(self.k)) for lot in self.lots)
+        with checkpoint.fitting(f"the optimizer states of {paths} do not fit this run",
+                                f"delete them to restart round {self.k} from its beginning"):
             stepper.load_optimizer_states([c.optimizer for c in ckpts])
         return [c.state for c in ckpts]
 
@@ -111,7 +113,9 @@ class ReplicaLottery:
         callbacks = Callbacks(
             hooks, on_eval=lambda j, it, point: lots[j].sink.log_curve(k, it, point),
             on_checkpoint=lambda states: group.save(stepper, states))
-        options = first.loop_options(starts[0], f"round {k} x{len(lots)}")
+        options = dataclasses.replace(
+            first.loop_options(starts[0], f"round {k} x{len(lots)}"),
+            replica_names=tuple(f"seed {lot.settings.seed}" for lot in lots))
         results = run_loop(stepper, first.data, starts[0].span, options, callbacks, resume)
         stepper.models()  # the trained weights back into each replica's model
         return results

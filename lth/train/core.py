@@ -53,6 +53,7 @@ class LoopOptions:
     checkpoint_every: int = 0
     progress: bool = False
     desc: str = "train"
+    replica_names: tuple[str, ...] = ()  # how errors name replica k (default: "replica k")
 
 
 @dataclass
@@ -107,7 +108,7 @@ class Stepper(Protocol):
     replicas: int
 
     def step(self, it: int, lr_factor: float) -> torch.Tensor:
-        """Train on batch ``it``; returns the K training losses (detached, [K])."""
+        """Train on batch ``it``; the K training losses, detached ([K]; 0-d when K = 1)."""
         ...
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -170,17 +171,20 @@ class _Tally:
         return [TrainState(it, self.loss_sum[j].clone(), self.steps, self.last_loss[j],
                            list(self.evals[j])) for j in range(len(self.evals))]
 
-    def close_interval(self, it: int, desc: str) -> None:
+    def close_interval(self, it: int, options: LoopOptions) -> None:
         """The mean loss since the last evaluation; TrainingError if it is not finite."""
         if self.steps:
             self.last_loss = [v / self.steps for v in self.loss_sum.tolist()]
             bad = [j for j, v in enumerate(self.last_loss) if not math.isfinite(v)]
             if bad:
-                which = f", replicas {bad}" if len(self.last_loss) > 1 else ""
-                value = self.last_loss[bad[0]]
+                names = options.replica_names or [f"replica {j}" for j in
+                                                  range(len(self.last_loss))]
+                which = (f", {', '.join(names[j] for j in bad)}"
+                         if len(self.last_loss) > 1 else "")
                 raise TrainingError(
-                    f"training loss became {value} before iteration {it} ({desc}{which}): "
-                    "lower optimizer.lr or check the data; completed rounds are kept"
+                    f"training loss became {self.last_loss[bad[0]]} before iteration {it} "
+                    f"({options.desc}{which}): lower optimizer.lr or check the data; "
+                    "completed rounds are kept"
                 )
         self.loss_sum.zero_()
         self.steps = 0
@@ -211,7 +215,7 @@ def run_loop(stepper: Stepper, data: Dataset, span: Span, options: LoopOptions =
     save_every = options.checkpoint_every if callbacks.on_checkpoint is not None else 0
 
     def record(it: int) -> None:
-        tally.close_interval(it, options.desc)
+        tally.close_interval(it, options)
         for j, point in enumerate(_eval_points(stepper, data, it, tally.last_loss)):
             tally.evals[j].append(point)
             if callbacks.on_eval is not None:

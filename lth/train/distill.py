@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lth.data import BatchIterator, Dataset
+from lth.errors import TrainingError
 from lth.train.core import LoopOptions, Span, TrainResult, base_lrs, run_loop, set_lr
 from lth.train.evaluate import evaluate
 from lth.train.schedule import LRFactor
@@ -49,6 +50,9 @@ class DistillStepper:
         with torch.no_grad():
             target = self.teacher(x)
         loss = kd_loss(self.student(x), target, y, self.temperature, self.alpha)
+        if not torch.isfinite(loss):  # a sync per step, as before: stop at the first one
+            raise TrainingError(f"distillation loss became {float(loss.detach())} at iteration {it}: "
+                                "lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -70,8 +74,8 @@ def distill(student: nn.Module, teacher: nn.Module, data: Dataset,
 
     Batches and learning rates follow ``lth.train.train`` (``BatchIterator(seed)``, base rate
     times ``lr_factor(it)``); ``train_loss`` is the distillation loss, the test and
-    validation numbers are cross-entropy and accuracy on the labels. Raises TrainingError on
-    a non-finite loss (checked at each evaluation and at the end).
+    validation numbers are cross-entropy and accuracy on the labels. Raises TrainingError at
+    the first non-finite loss.
     """
     batches = BatchIterator(data.x_train, data.y_train, batch_size, seed, augment=data.augment)
     stepper = DistillStepper(student, teacher, optimizer, batches, temperature, alpha)

@@ -27,6 +27,7 @@ ConfigError: their running statistics would need per-replica buffers updated und
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
@@ -243,6 +244,9 @@ def train_replicas(
     """
     stepper = ReplicaStepper(models, data, make_optimizer, batch_size=batch_size, seeds=seeds,
                              masks=masks)
+    if not options.replica_names:
+        options = dataclasses.replace(options, replica_names=tuple(f"data seed {s}"
+                                                                   for s in seeds))
     results = run_loop(stepper, data, span, options, Callbacks(dict(hooks or {}), on_eval))
     stepper.models()
     return results
