@@ -51,7 +51,8 @@ class DistillStepper:
             target = self.teacher(x)
         loss = kd_loss(self.student(x), target, y, self.temperature, self.alpha)
         if not torch.isfinite(loss):  # a sync per step, as before: stop at the first one
-            raise TrainingError(f"distillation loss became {float(loss.detach())} at iteration {it}: "
+            value = float(loss.detach())
+            raise TrainingError(f"distillation loss became {value} at iteration {it}: "
                                 "lower the learning rate")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
