@@ -363,3 +363,17 @@ def test_metrics_lines_are_plain_json(tmp_path: Path) -> None:
     make(tmp_path, rounds=0).run()
     line = RunStore(tmp_path).metrics_path.read_text().splitlines()[0]
     assert json.loads(line)["round"] == 0
+
+
+def test_a_damaged_run_json_stops_before_the_round_trains(tmp_path: Path) -> None:
+    import dataclasses
+
+    lottery = dataclasses.replace(make(tmp_path, rounds=1), versions={"lth": "x", "commit": "y"})
+    lottery.store.write_text(lottery.store.info_path, "{not json")
+    with pytest.raises(CheckpointError, match=r"run.json cannot be read .*: restore it"):
+        lottery.run()
+    assert not lottery.store.metrics_path.exists() and not lottery.store.init_path.exists()
+    lottery.store.remove(lottery.store.info_path)
+    lottery.run()  # without run.json the rounds note their versions in a fresh one
+    info = json.loads(lottery.store.info_path.read_text())
+    assert info["rounds"] == {"0": {"lth": "x", "commit": "y"}, "1": {"lth": "x", "commit": "y"}}
