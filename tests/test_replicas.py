@@ -267,6 +267,18 @@ def crash_replicas_at(monkeypatch, point: str) -> None:
     monkeypatch.setattr(replica_module, "kill_point", kill_point)
 
 
+def killed_run(tmp_path, monkeypatch, point: str, opt: str = "adam_fused") -> ReplicaLottery:
+    """The group's uninterrupted run under ``ref/``; the same run killed at ``point`` under
+    ``run/`` (the kill point disarmed again)."""
+    reference = resumable_group(tmp_path / "ref", opt=opt)
+    reference.run()
+    crash_replicas_at(monkeypatch, point)
+    with pytest.raises(Crash):
+        resumable_group(tmp_path / "run", opt=opt).run()
+    monkeypatch.undo()
+    return reference
+
+
 def same_runs(a: ReplicaLottery, b: ReplicaLottery) -> None:
     drop = lambda rs: [{k: v for k, v in r.items() if k != "wall_s"} for r in rs]  # noqa: E731
     for x, y in zip(a.lotteries, b.lotteries):
@@ -284,15 +296,10 @@ def same_runs(a: ReplicaLottery, b: ReplicaLottery) -> None:
                                        ("sgd", "checkpoint:1:30")])
 def test_replicas_resume_mid_round_bit_identically(tmp_path, monkeypatch, opt: str,
                                                    point: str) -> None:
-    reference = resumable_group(tmp_path / "ref", opt=opt)
-    reference.run()
-    crash_replicas_at(monkeypatch, point)
-    with pytest.raises(Crash):
-        resumable_group(tmp_path / "run", opt=opt).run()
+    reference = killed_run(tmp_path, monkeypatch, point, opt)
     group = resumable_group(tmp_path / "run", opt=opt)
     k = int(point.split(":")[1])
     assert all(lot.store.checkpoint_path(k).exists() for lot in group.lotteries)
-    monkeypatch.undo()
     group.run()
     same_runs(reference, group)
     assert not list(tmp_path.rglob("checkpoint.pt*")), "checkpoints are removed once complete"
@@ -301,12 +308,7 @@ def test_replicas_resume_mid_round_bit_identically(tmp_path, monkeypatch, opt: s
 def test_a_partial_set_of_replica_checkpoints_restarts_the_round(tmp_path, monkeypatch) -> None:
     """A kill between the K checkpoint writes leaves some seeds without one: the round starts
     again for all (and still ends as the uninterrupted run does)."""
-    reference = resumable_group(tmp_path / "ref")
-    reference.run()
-    crash_replicas_at(monkeypatch, "checkpoint:1:30")
-    with pytest.raises(Crash):
-        resumable_group(tmp_path / "run").run()
-    monkeypatch.undo()
+    reference = killed_run(tmp_path, monkeypatch, "checkpoint:1:30")
     group = resumable_group(tmp_path / "run")
     group.lotteries[1].store.remove(group.lotteries[1].store.checkpoint_path(1))
     resumed: list = []
@@ -322,12 +324,7 @@ def test_a_partial_set_of_replica_checkpoints_restarts_the_round(tmp_path, monke
 def test_the_replica_resume_test_fails_without_the_optimizer_restore(tmp_path,
                                                                      monkeypatch) -> None:
     """The test above can fail: resuming with fresh Adam moments changes the result."""
-    reference = resumable_group(tmp_path / "ref")
-    reference.run()
-    crash_replicas_at(monkeypatch, "checkpoint:0:45")
-    with pytest.raises(Crash):
-        resumable_group(tmp_path / "run").run()
-    monkeypatch.undo()
+    reference = killed_run(tmp_path, monkeypatch, "checkpoint:0:45")
     monkeypatch.setattr(ReplicaStepper, "load_optimizer_states", lambda self, states: None)
     group = resumable_group(tmp_path / "run")
     group.run()
