@@ -11,24 +11,19 @@ here; lth itself never imports it. Entry points import this module inside their 
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import math
-import platform
-import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import lth
 from experiments.errors import build_error, first_line
+from experiments.versions import versions, warn_if_other_version
 from lth.data import Dataset, load_dataset
 from lth.errors import ConfigError, LthError
 from lth.lottery import Lottery, LotterySettings, RunStore
@@ -253,52 +248,3 @@ def build(cfg: DictConfig, prep: Prepared, settings: LotterySettings, store: Run
     return Lottery(settings, prep.data, prep.make_model, prep.make_optimizer, prep.lr_factor,
                    store, sink, prep.device, progress=cfg.progress, pruner=prep.pruner,
                    versions=versions())
-
-
-# -- versions ---------------------------------------------------------------------------------
-def _git(*args: str) -> str | None:
-    """``git <args>`` in lth's source directory: its stdout, or None if it fails."""
-    try:
-        out = subprocess.run(["git", *args], cwd=Path(lth.__file__).parent,
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-@functools.lru_cache(maxsize=1)
-def git_commit() -> str:
-    """The git commit of lth's source tree (``-dirty`` with uncommitted changes), or
-    ``unknown`` outside a git checkout (e.g. an installed wheel) or without git."""
-    if _git("ls-files", "--error-unmatch", "__init__.py") is None:
-        return "unknown"  # not lth's own checkout (or a tree lth is not tracked in)
-    commit = _git("rev-parse", "HEAD")
-    if not commit:
-        return "unknown"
-    return commit + ("-dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
-
-
-def versions() -> dict[str, str]:
-    """Software versions recorded with every run (and each of its rounds)."""
-    return {"lth": lth.__version__, "torch": torch.__version__,
-            "python": platform.python_version(), "commit": git_commit()}
-
-
-def stored_versions(info: dict[str, Any]) -> list[str]:
-    """Every lth version that worked on a run: the run's creator's and each round's, sorted."""
-    found = {(info.get("versions") or {}).get("lth")}
-    found.update(r.get("lth") for r in (info.get("rounds") or {}).values())
-    return sorted(v for v in found if isinstance(v, str))
-
-
-def warn_if_other_version(store: RunStore) -> None:
-    """One warning line on stderr if another lth version made (part of) the stored run."""
-    try:
-        others = [v for v in stored_versions(json.loads(store.info_path.read_text()))
-                  if v != lth.__version__]
-    except (OSError, ValueError, AttributeError, TypeError):
-        return  # no or unreadable run.json: nothing to compare with
-    if others:
-        print(f"warning: {store.root} was made by lth {', '.join(others)}; this is lth "
-              f"{lth.__version__}: "
-              "results from changed code may differ", file=sys.stderr, flush=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import lth
-from experiments import setup
+from experiments import versions as provenance
 from lth.tracking import find_wandb_file, read_wandb_run
 from tests.conftest import PYTHON, ROOT, cli_env
 from tests.test_cli import TINY, lottery, run_dir
@@ -115,24 +115,24 @@ def test_other_lth_version_warns_once_and_resumes(stored_run: Path, tmp_path: Pa
 def test_stored_versions_are_the_runs_and_every_rounds() -> None:
     info = {"versions": {"lth": "0.1.0"}, "rounds": {"2": {"lth": "0.3"}, "10": {"lth": "0.4"},
                                                      "11": {"lth": "0.4"}}}
-    assert setup.stored_versions(info) == ["0.1.0", "0.3", "0.4"]
-    assert setup.stored_versions({"versions": {"lth": "0.1.0"}}) == ["0.1.0"]
-    assert setup.stored_versions({}) == []
+    assert provenance.stored_versions(info) == ["0.1.0", "0.3", "0.4"]
+    assert provenance.stored_versions({"versions": {"lth": "0.1.0"}}) == ["0.1.0"]
+    assert provenance.stored_versions({}) == []
 
 
 def test_commit_is_unknown_outside_a_checkout_or_without_git(tmp_path, monkeypatch) -> None:
-    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", setup.git_commit())  # tests run in one
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", provenance.git_commit())  # tests run in one
     (tmp_path / "lth").mkdir()
     try:
-        setup.git_commit.cache_clear()
+        provenance.git_commit.cache_clear()
         monkeypatch.setattr(lth, "__file__", str(tmp_path / "lth" / "__init__.py"))
-        assert setup.git_commit() == "unknown"
+        assert provenance.git_commit() == "unknown"
         monkeypatch.undo()
-        setup.git_commit.cache_clear()
+        provenance.git_commit.cache_clear()
         monkeypatch.setenv("PATH", str(tmp_path))  # no git to run
-        assert setup.git_commit() == "unknown"
+        assert provenance.git_commit() == "unknown"
     finally:
-        setup.git_commit.cache_clear()
+        provenance.git_commit.cache_clear()
 
 
 # -- lazy imports -----------------------------------------------------------------------------

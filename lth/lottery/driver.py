@@ -162,7 +162,7 @@ class Lottery:
         """Round ``k``'s model at its start state, mask, span and hooks (no training yet)."""
         began = time.perf_counter()
         if self.versions:
-            self._read_info()  # fail before training, not after, if run.json is damaged
+            self.store.read_info()  # fail before training, not after, if run.json is damaged
         model = self.initial_model()
         hooks: dict[int, Callable[[nn.Module], None]] = {}
         if k == 0:
@@ -253,31 +253,12 @@ class Lottery:
             self.store.append_control(record)
             self.sink.log_round(control_metrics(record))
             return record
-        self._note_versions(k)
+        if self.versions:
+            self.store.note_round_versions(k, self.versions)
         self.store.append_metrics(record)
         self.store.remove(self.store.checkpoint_path(k))
         self.sink.log_round(record)
         return record
-
-    def _read_info(self) -> dict[str, Any]:
-        """run.json as a dict ({} if there is none); CheckpointError if it is not one."""
-        path = self.store.info_path
-        try:
-            info = json.loads(path.read_text()) if path.exists() else {}
-            if not isinstance(info, dict) or not isinstance(info.get("rounds", {}), dict):
-                raise ValueError("not a JSON object with a 'rounds' object")
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{path} cannot be read ({e}): restore it, or delete it "
-                                  "to let this run record its versions afresh") from None
-        return info
-
-    def _note_versions(self, k: int) -> None:
-        """Record in run.json which versions (lth, commit, ...) made round ``k``."""
-        if not self.versions:
-            return
-        info = self._read_info()
-        info.setdefault("rounds", {})[str(k)] = dict(self.versions)
-        self.store.write_text(self.store.info_path, json.dumps(info, indent=2))
 
     def run_round(self, k: int) -> Record:
         """Run round ``k`` (its predecessors must be complete) and store its files."""

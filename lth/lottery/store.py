@@ -3,7 +3,7 @@
 Layout of a run directory ``<output_root>/<name>/<config hash>/``::
 
     config.yaml        the resolved config (all keys, including non-semantic ones)
-    run.json           hash, derived seeds, versions
+    run.json           hash, derived seeds, versions; rounds.<k>: the versions that made round k
     metrics.jsonl      one JSON object per completed round (the completion record)
     init.pt            state dict before any training (iteration 0)
     rewind.pt          state dict at the rewind point of round 0
@@ -31,6 +31,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +124,24 @@ class RunStore:
 
     def write_text(self, path: Path, text: str) -> None:
         atomic_write(path, text.encode())
+
+    def read_info(self) -> dict[str, Any]:
+        """run.json as a dict ({} if there is none); CheckpointError if it is not one."""
+        path = self.info_path
+        try:
+            info = json.loads(path.read_text()) if path.exists() else {}
+            if not isinstance(info, dict) or not isinstance(info.get("rounds", {}), dict):
+                raise ValueError("not a JSON object with a 'rounds' object")
+        except (OSError, ValueError) as e:
+            raise CheckpointError(f"{path} cannot be read ({e}): restore it, or delete it "
+                                  "to let this run record its versions afresh") from None
+        return info
+
+    def note_round_versions(self, k: int, versions: Mapping[str, str]) -> None:
+        """Record in run.json (under ``rounds.<k>``) the versions that made round ``k``."""
+        info = self.read_info()
+        info.setdefault("rounds", {})[str(k)] = dict(versions)
+        self.write_text(self.info_path, json.dumps(info, indent=2))
 
     def save(self, path: Path, obj: Any) -> None:
         """Save ``obj`` (tensors, numbers, strings, lists, dicts) atomically with a checksum."""
