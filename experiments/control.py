@@ -44,7 +44,6 @@ def run(cfg: DictConfig) -> Path:
     from lth.lottery import RunStore
     from lth.lottery.controls import check_controls, pending_controls, run_control
     from lth.lottery.table import format_header, format_row
-    from lth.tracking import NullSink
 
     names = check_controls([cfg.control] if isinstance(cfg.control, str) else cfg.control)
     stored = run_config(cfg)
@@ -56,8 +55,7 @@ def run(cfg: DictConfig) -> Path:
                           "directory's name: it was changed or made by another lth version")
     with ExitStack() as stack:
         store = setup.open_store(stored, settings, stack)
-        plan = setup.build(stored, prep, settings, store, NullSink())
-        pairs = pending_controls(plan, names, list(cfg.rounds) or None)
+        pairs = pending_controls(store, names, list(cfg.rounds) or None)
         print(format_header())
         if not pairs:
             print("the requested controls are stored; nothing to train")

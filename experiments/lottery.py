@@ -48,7 +48,6 @@ def run(cfg: DictConfig) -> RunStore:
     from experiments import setup
     from lth.lottery.controls import check_controls, pending_controls, run_with_controls
     from lth.lottery.table import format_row
-    from lth.tracking import NullSink
 
     controls = check_controls(cfg.prune.controls)
     prep = setup.prepare(cfg)
@@ -56,10 +55,9 @@ def run(cfg: DictConfig) -> RunStore:
     with ExitStack() as stack:
         store = setup.open_store(cfg, settings, stack)
         print_stored(store, controls)
-        plan = setup.build(cfg, prep, settings, store, NullSink())
         last = settings.last_round
-        missing = [k for k, _ in pending_controls(plan, controls) if k <= last]
-        if not plan.pending_rounds() and not missing:
+        missing = [k for k, _ in pending_controls(store, controls) if k <= last]
+        if not store.pending_rounds(last) and not missing:
             print(f"all {last + 1} rounds are complete; nothing to train")
             return store
         lottery = setup.build(cfg, prep, settings, store, setup.open_sink(cfg, store, stack))

@@ -45,15 +45,15 @@ def run_replicas(cfg: DictConfig) -> list[RunStore]:
         for seed, store in zip(seeds, stores):
             for record in store.read_metrics():
                 print(format_row(record, note=f"seed {seed}, stored"))
-        plans = [setup.build(c, prep, s, st, NullSink())
-                 for c, s, st in zip(cfgs, settings, stores)]
-        if not ReplicaLottery(plans).pending_rounds():
+        pending = [st.pending_rounds(s.last_round) for s, st in zip(settings, stores)]
+        if not any(pending):
             print(f"all {cfg.prune.rounds + 1} rounds of seeds {seeds[0]}..{seeds[-1]} are "
                   "complete; nothing to train")
             return stores
         # W&B only for the seeds with rounds to train; open_sink replays their stored rounds.
-        lotteries = [setup.build(c, prep, p.settings, p.store, setup.open_sink(c, p.store, stack))
-                     if p.pending_rounds() else p for c, p in zip(cfgs, plans)]
+        lotteries = [setup.build(c, prep, s, st, setup.open_sink(c, st, stack) if todo
+                                 else NullSink())
+                     for c, s, st, todo in zip(cfgs, settings, stores, pending)]
         _train(seeds, lotteries)
     return stores
 

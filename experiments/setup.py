@@ -243,8 +243,7 @@ def open_sink(cfg: DictConfig, store: RunStore, closing: ExitStack) -> Sink:
 
 def build(cfg: DictConfig, prep: Prepared, settings: LotterySettings, store: RunStore,
           sink: Sink) -> Lottery:
-    """The experiment of ``cfg`` over ``store``, logging to ``sink``. Over a NullSink it is
-    also the plan of what is left to train: its pending rounds and controls read the store."""
+    """The experiment of ``cfg`` over ``store``, logging to ``sink``."""
     return Lottery(settings, prep.data, prep.make_model, prep.make_optimizer, prep.lr_factor,
                    store, sink, prep.device, progress=cfg.progress, pruner=prep.pruner,
                    versions=versions())

@@ -108,7 +108,7 @@ def test_adding_controls_later_completes_them_without_retraining(tmp_path: Path)
     lottery = make_lottery(tmp_path, rounds=2)
     full = run_with_controls(lottery, [])
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*") if p.is_file()}
-    assert pending_controls(lottery, BOTH) == [(1, "random_reinit"), (1, "random_prune"),
+    assert pending_controls(lottery.store, BOTH) == [(1, "random_reinit"), (1, "random_prune"),
                                                (2, "random_reinit"), (2, "random_prune")]
     ran = []
     shorter = make_lottery(tmp_path, rounds=1)  # prune.rounds says how far to go
@@ -122,7 +122,7 @@ def test_adding_controls_later_completes_them_without_retraining(tmp_path: Path)
     assert again.store.read_metrics() == full
     run_with_controls(make_lottery(tmp_path, rounds=2), BOTH)
     assert len(again.store.read_controls()) == 4
-    assert pending_controls(again, BOTH) == []
+    assert pending_controls(again.store, BOTH) == []
 
 
 def test_a_control_is_reproducible(tmp_path: Path) -> None:
@@ -149,4 +149,4 @@ def test_unknown_control_and_round_are_config_errors(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="dense"):
         run_control(lottery, 0, "random_prune")
     with pytest.raises(ConfigError, match="not completed"):
-        pending_controls(lottery, ["random_prune"], rounds=[5])
+        pending_controls(lottery.store, ["random_prune"], rounds=[5])

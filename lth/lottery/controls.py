@@ -27,6 +27,7 @@ import torch
 from lth.errors import ConfigError
 from lth.lottery.driver import Branch, Lottery, Record, RoundStart
 from lth.lottery.seeds import derive_seed
+from lth.lottery.store import RunStore
 from lth.pruning import Mask, apply_mask
 
 CONTROLS = ("random_reinit", "random_prune")
@@ -86,18 +87,19 @@ def run_control(lottery: Lottery, k: int, name: str) -> Record:
     return lottery.finish_round(start, lottery.train_round(start))
 
 
-def pending_controls(lottery: Lottery, names: Iterable[str],
+def pending_controls(store: RunStore, names: Iterable[str],
                      rounds: Iterable[int] | None = None) -> list[tuple[int, str]]:
-    """(round, control) pairs not yet stored, for completed rounds >= 1 (or ``rounds``)."""
+    """(round, control) pairs not yet in ``store``, for its completed rounds >= 1 (or
+    ``rounds``)."""
     names = check_controls(names)
-    done = {(r["round"], r["control"]) for r in lottery.store.read_controls()}
-    completed = [r["round"] for r in lottery.store.read_metrics() if r["round"] >= 1]
+    done = {(r["round"], r["control"]) for r in store.read_controls()}
+    completed = [r["round"] for r in store.read_metrics() if r["round"] >= 1]
     if rounds is not None:
         wanted = set(rounds)
         missing = sorted(wanted - set(completed))
         if missing:
             raise ConfigError(f"rounds {missing} are not completed rounds >= 1 of "
-                              f"{lottery.store.root}; choose from {completed}")
+                              f"{store.root}; choose from {completed}")
         completed = [k for k in completed if k in wanted]
     return [(k, n) for k in completed for n in names if (k, n) not in done]
 
@@ -118,7 +120,7 @@ def run_with_controls(
     last = lottery.settings.last_round
 
     def controls_of(rounds: Iterable[int] | None) -> None:
-        for k, name in pending_controls(lottery, names, rounds):
+        for k, name in pending_controls(lottery.store, names, rounds):
             record = run_control(lottery, k, name)
             if on_control is not None:
                 on_control(record)

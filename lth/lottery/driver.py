@@ -268,8 +268,7 @@ class Lottery:
     # -- the rounds ----------------------------------------------------------------------------
     def pending_rounds(self) -> list[int]:
         """Rounds not yet complete, in order."""
-        done = len(self.store.read_metrics())
-        return list(range(done, self.settings.last_round + 1))
+        return self.store.pending_rounds(self.settings.last_round)
 
     def remove_stale_checkpoints(self) -> None:
         """Delete checkpoints of completed rounds (a kill between a round's metrics line and

@@ -204,6 +204,10 @@ class RunStore:
                     *self.root.glob(f"round_*/controls/*/.*{TEMP_SUFFIX}")]:
             tmp.unlink(missing_ok=True)
 
+    def pending_rounds(self, last_round: int) -> list[int]:
+        """Rounds 0..``last_round`` not yet complete (no metrics line), in order."""
+        return list(range(len(self.read_metrics()), last_round + 1))
+
     def read_metrics(self) -> list[dict[str, Any]]:
         """The completed rounds' records, in order."""
         return self._read_jsonl(self.metrics_path)
