@@ -58,6 +58,10 @@ def test_cli_writes_one_record_per_round(first_run) -> None:
                     "train_loss", "wall_s", "layer_density", "val_acc"):
             assert key in r, key
     assert records[0]["density"] == 1.0 and records[2]["density"] < records[1]["density"] < 1
+    # Cost per round: an MLP's weights are each used once per sample, so its sparse MACs are
+    # its remaining weights (the mask holds the weights only), its dense MACs all of them.
+    assert {r["macs_dense"] for r in records} == {records[0]["total"]}
+    assert [r["macs_sparse"] for r in records] == [r["remaining"] for r in records]
     for k in range(3):
         assert (directory / f"round_{k}" / "mask.pt").exists()
         assert (directory / f"round_{k}" / "final.pt").exists()

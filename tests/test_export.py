@@ -73,6 +73,14 @@ def test_structured_int8_export_of_a_channel_run(channel_run: Path) -> None:
     assert Path(report["report"]).is_file()
 
 
+def test_channel_rounds_record_the_smaller_networks_macs(channel_run: Path) -> None:
+    dense, ticket = RunStore(channel_run).read_metrics()
+    assert dense["macs_structured"] == dense["macs_sparse"] == dense["macs_dense"]
+    # Removing dead channels leaves the unpruned weights (and at most a channel per group).
+    assert ticket["macs_sparse"] <= ticket["macs_structured"] < ticket["macs_dense"]
+    assert ticket["macs_dense"] == dense["macs_dense"]
+
+
 def test_sparse_export_round_trips_the_stored_ticket(channel_run: Path) -> None:
     report = export(channel_run, "format=sparse", "round=1")
     store = RunStore(channel_run)
