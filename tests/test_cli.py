@@ -360,3 +360,15 @@ def test_help_lists_the_groups() -> None:
     assert result.returncode == 0
     for group in ("model:", "dataset:", "optimizer:", "prune:", "experiment:"):
         assert group in result.stdout
+
+
+def test_scripts_runs_indexes_a_real_store(first_run) -> None:
+    tmp, result = first_run
+    directory = run_dir(result)
+    listed = subprocess.run([PYTHON, "-m", "scripts.runs", str(tmp / "runs"), "--json"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [r for r in json.loads(listed.stdout) if r["hash"] == directory.name]
+    records = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    assert row["name"] == "mnist1d_mlp" and row["rounds"] >= 3
+    assert row["dense_acc"] == records[0]["test_acc"]
