@@ -115,6 +115,9 @@ class ExportSchema:
     calibration_batches: int = 8      # training batches for int8 calibration
     batch_size: int = 32              # samples per calibration batch
     opset: int = 17                   # ONNX opset
+    latency_batch: int = 32           # the realistic batch timed beside batch 1 (samples)
+    latency_repeats: int = 50         # timed ONNX Runtime runs per batch size (median reported)
+    latency_warmup: int = 5           # untimed runs first
 
 
 @dataclass
