@@ -159,7 +159,9 @@ def register() -> None:
     cs.store(name="export_schema", node=ExportSchema)
     cs.store(name="control_schema", node=ControlSchema)
     cs.store(name="distill_schema", node=DistillSchema)
-    cs.store(group="dataset", name="dataset_schema", node=DatasetSchema)
-    cs.store(group="optimizer", name="sgd_schema", node=SGDSchema)
-    cs.store(group="optimizer", name="adam_schema", node=AdamSchema)
-    cs.store(group="prune", name="prune_schema", node=PruneSchema)
+    # Not in the groups they type, so `--help` does not offer them as options: a group file
+    # names its schema as ``- /<name>@_here_`` in its defaults list.
+    cs.store(name="dataset_schema", node=DatasetSchema)
+    cs.store(name="sgd_schema", node=SGDSchema)
+    cs.store(name="adam_schema", node=AdamSchema)
+    cs.store(name="prune_schema", node=PruneSchema)

@@ -354,14 +354,6 @@ def test_second_process_on_the_same_run_exits_at_once(tmp_path: Path) -> None:
         assert lock.read_text().strip() == str(os.getpid())
 
 
-def test_help_lists_the_groups() -> None:
-    result = subprocess.run([PYTHON, "-m", "experiments.lottery", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0
-    for group in ("model:", "dataset:", "optimizer:", "prune:", "experiment:"):
-        assert group in result.stdout
-
-
 def test_scripts_runs_indexes_a_real_store(first_run) -> None:
     tmp, result = first_run
     directory = run_dir(result)
