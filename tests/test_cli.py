@@ -110,9 +110,12 @@ def test_second_invocation_does_no_training(first_run) -> None:
 def test_raising_rounds_extends_the_same_run(first_run, tmp_path: Path) -> None:
     tmp, result = first_run
     directory = run_dir(result)
+    wandb_files = sorted(tmp.rglob("*.wandb"))
+    # WANDB_MODE=disabled in the environment (no wandb.mode= given) writes no W&B run at all.
     more = lottery(tmp, *[o for o in TINY if not o.startswith("prune.rounds")],
-                   "prune.rounds=3", "wandb.mode=disabled")
+                   "prune.rounds=3", env={"WANDB_MODE": "disabled"})
     assert more.returncode == 0, more.stderr
+    assert sorted(tmp.rglob("*.wandb")) == wandb_files and wandb_files
     assert run_dir(more) == directory
     assert more.stdout.count("(stored)") == 3
     assert len((directory / "metrics.jsonl").read_text().splitlines()) == 4

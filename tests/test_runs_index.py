@@ -93,13 +93,21 @@ def test_where_filters_and_narrows_the_keys(store: Path) -> None:
     assert run_json(str(store), "--where", "seed=7") == []
 
 
-@pytest.mark.parametrize("make", ["missing", "empty", "bad_where"])
-def test_bad_roots_give_one_line_and_exit_2(tmp_path: Path, store: Path, make: str) -> None:
-    args = {"missing": [str(tmp_path / "nope")], "empty": [str(tmp_path / "empty")],
-            "bad_where": [str(store), "--where", "seed"]}[make]
-    (tmp_path / "empty").mkdir()
-    result = subprocess.run([PYTHON, "-m", "scripts.runs", *args], cwd=ROOT,
+def test_a_missing_root_through_the_cli_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = subprocess.run([PYTHON, "-m", "scripts.runs", str(tmp_path / "nope")], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert result.stderr == f"error: {tmp_path / 'nope'} is not a directory: give the " \
+        "output_root of your runs (default: runs)\n"
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("make", ["empty", "bad_where"])
+def test_an_empty_root_or_bad_filter_is_one_line_and_exit_2(tmp_path: Path, store: Path,
+                                                             make: str, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    args = {"empty": [str(tmp_path / "empty")], "bad_where": [str(store), "--where", "seed"]}
+    assert runs_cli.main(args[make]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ")
+    assert {"empty": "no run directory", "bad_where": "is not key=value"}[make] in err

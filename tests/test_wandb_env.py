@@ -1,5 +1,7 @@
 """WANDB_MODE, WANDB_PROJECT, WANDB_ENTITY and WANDB_DIR are the defaults of the wandb.* keys,
-through the real CLI; an explicit override on the command line wins."""
+through the real CLI; an explicit override on the command line wins. (That WANDB_MODE=disabled
+writes no run is checked in tests/test_cli.py::test_raising_rounds_extends_the_same_run; that
+an explicit wandb.mode= beats it at run time, in tests/test_distill_run.py.)"""
 
 from __future__ import annotations
 
@@ -40,16 +42,3 @@ def test_environment_sets_the_wandb_defaults_and_the_command_line_wins(tmp_path)
                        env=env)
     assert control["wandb_mode"] == "disabled"
 
-
-def test_wandb_mode_disabled_in_the_environment_writes_no_run(tmp_path) -> None:
-    env = cli_env(tmp_path)
-    env.pop("WANDB_DIR")
-    env["WANDB_MODE"] = "disabled"
-    result = subprocess.run(
-        [PYTHON, "-m", "experiments.lottery", f"output_root={tmp_path / 'runs'}",
-         "train.duration=10it", "train.eval_every=0it", "prune.rounds=0",
-         "dataset.num_samples=1200", "progress=false"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "run directory: " in result.stdout
-    assert not list(tmp_path.rglob("*.wandb")) and not list(tmp_path.rglob("wandb"))
