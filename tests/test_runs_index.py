@@ -94,12 +94,18 @@ def test_where_filters_and_narrows_the_keys(store: Path) -> None:
 
 
 def test_a_missing_root_through_the_cli_is_one_line_and_exit_2(tmp_path: Path) -> None:
-    result = subprocess.run([PYTHON, "-m", "scripts.runs", str(tmp_path / "nope")], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([PYTHON, "-X", "importtime", "-m", "scripts.runs",
+                             str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr == f"error: {tmp_path / 'nope'} is not a directory: give the " \
-        "output_root of your runs (default: runs)\n"
+    lines = result.stderr.splitlines()
+    errors = [ln for ln in lines if not ln.startswith("import time:")]
+    assert errors == [f"error: {tmp_path / 'nope'} is not a directory: give the output_root "
+                      "of your runs (default: runs)"]
     assert result.stdout == ""
+    # Fast: it reads text files, so it never imports torch.
+    imported = {ln.rsplit("|", 1)[-1].strip() for ln in lines if ln.startswith("import time:")}
+    assert "yaml" in imported and "torch" not in imported
 
 
 @pytest.mark.parametrize("make", ["empty", "bad_where"])
