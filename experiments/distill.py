@@ -10,6 +10,7 @@ rerunning a complete one trains nothing.
 
 from __future__ import annotations
 
+import copy
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,9 +31,9 @@ register()
 
 def resolved(cfg: DictConfig, teacher, data, make_teacher) -> DictConfig:  # noqa: ANN001
     """``cfg`` with the teacher's path, the output root and the sized student model filled in."""
-    from experiments import setup, student
+    from experiments import student
 
-    out = setup.with_seed(cfg, cfg.seed)
+    out = copy.deepcopy(cfg)
     out.teacher = str(teacher.store.root)
     out.output_root = cfg.output_root or str(teacher.store.root.parent.parent)
     budget = cfg.params
