@@ -79,11 +79,13 @@ class AdamSchema:
 
 @dataclass
 class WandbSchema:
-    mode: str = "offline"             # offline | online | disabled
-    project: str = "lth"
-    entity: str | None = None
+    # W&B's own environment variables are the defaults (cluster scripts set them once for every
+    # tool); an explicit wandb.<key>= on the command line wins.
+    mode: str = "${oc.env:WANDB_MODE,offline}"       # offline | online | disabled
+    project: str = "${oc.env:WANDB_PROJECT,lth}"
+    entity: str | None = "${oc.env:WANDB_ENTITY,null}"
     tags: list[str] = field(default_factory=list)
-    dir: str | None = None         # where wandb/ is written (None: output_root)
+    dir: str | None = "${oc.env:WANDB_DIR,null}"     # where wandb/ is written (None: output_root)
 
 
 @dataclass
@@ -113,6 +115,9 @@ class ExportSchema:
     calibration_batches: int = 8      # training batches for int8 calibration
     batch_size: int = 32              # samples per calibration batch
     opset: int = 17                   # ONNX opset
+    latency_batch: int = 32           # the realistic batch timed beside batch 1 (samples)
+    latency_repeats: int = 50         # timed ONNX Runtime runs per batch size (median reported)
+    latency_warmup: int = 5           # untimed runs first
 
 
 @dataclass
@@ -122,7 +127,29 @@ class ControlSchema:
     rounds: list[int] = field(default_factory=list)  # completed rounds >= 1; [] = all
     device: str = "auto"              # auto | cpu | cuda | cuda:<i>
     progress: bool = True             # progress bar during training
-    wandb_mode: str | None = None     # offline | online | disabled; None: the run's own
+    # offline | online | disabled; None: $WANDB_MODE if set, else the run's own wandb.mode
+    wandb_mode: str | None = "${oc.env:WANDB_MODE,null}"
+
+
+@dataclass
+class DistillSchema:
+    name: str = "distill"             # experiment name: <output_root>/<name>/<hash>/
+    teacher: str | None = None        # the teacher: a run directory of experiments.lottery
+    round: int = 0                    # the teacher's round (0: the dense network)
+    temperature: float = 4.0          # softmax temperature T of the soft targets
+    alpha: float = 0.9                # weight of the soft (T^2 * KL) term; 1 - alpha on labels
+    params: int | None = None         # student parameter budget (None: the model as given)
+    params_round: int | None = None   # budget = parameters of the teacher run's round k
+    # the model key scaled to the budget (None: width, hidden or channels, whichever it has)
+    width_key: str | None = None
+    seed: int = 0                     # the student's init and data order derive from it
+    output_root: str | None = None    # root of the run store (None: the teacher's)
+    device: str = "auto"              # auto | cpu | cuda | cuda:<i>
+    progress: bool = True             # progress bar during training
+    model: Any = None                 # the student, a conf/model node (None: the teacher's)
+    optimizer: Any = MISSING          # a _partial_ optimizer from conf/optimizer
+    train: TrainSchema = field(default_factory=TrainSchema)
+    wandb: WandbSchema = field(default_factory=WandbSchema)
 
 
 def register() -> None:
@@ -131,7 +158,10 @@ def register() -> None:
     cs.store(name="lottery_schema", node=LotterySchema)
     cs.store(name="export_schema", node=ExportSchema)
     cs.store(name="control_schema", node=ControlSchema)
-    cs.store(group="dataset", name="dataset_schema", node=DatasetSchema)
-    cs.store(group="optimizer", name="sgd_schema", node=SGDSchema)
-    cs.store(group="optimizer", name="adam_schema", node=AdamSchema)
-    cs.store(group="prune", name="prune_schema", node=PruneSchema)
+    cs.store(name="distill_schema", node=DistillSchema)
+    # Not in the groups they type, so `--help` does not offer them as options: a group file
+    # names its schema as ``- /<name>@_here_`` in its defaults list.
+    cs.store(name="dataset_schema", node=DatasetSchema)
+    cs.store(name="sgd_schema", node=SGDSchema)
+    cs.store(name="adam_schema", node=AdamSchema)
+    cs.store(name="prune_schema", node=PruneSchema)

@@ -1,17 +1,19 @@
 """Deployment report: size, MACs, ONNX Runtime CPU latency and accuracy, side by side.
 
-    python -m scripts.deploy_report [--out results/deploy] [--threads 1] [--quick]
+    python -m scripts.deploy_report [--out results/deploy] [--threads 1] [--archs resnet20,vgg16]
+        [--ticket-run DIR [--channel-run DIR ...] [--student-run DIR ...]] [--quick]
 
 Two parts, each measured in one run with every model's latency interleaved with the dense
 model's (so a busy machine slows them alike):
 
 1. Speed at CIFAR shapes (3x32x32, random weights; speed does not depend on the values):
-   ResNet-20 and VGG-16, dense vs 25/50/75% of each layer's channels removed (L1, layer-wise)
-   vs a 90%-sparse unstructured ticket shape, each fp32 and int8.
-2. Accuracy on real data available offline (scikit-learn digits, 1x8x8; no CIFAR here):
-   ResNet-20 dense (IMP round 0), its IMP ticket (weight rewinding), one-shot channel pruning
-   of the dense net + fine-tuning, and a distilled ResNet-20 of reduced width with about the
-   parameters of the 50%-channel model; fp32 (PyTorch and ORT) and int8 (ORT) accuracy.
+   ResNet-20 and VGG-16 (``--archs``), dense vs 25/50/75% of each layer's channels removed
+   (L1, layer-wise) vs a 90%-sparse unstructured ticket shape, each fp32 and int8.
+2. Accuracy of stored runs (nothing is trained here): the dense network (round 0 of
+   ``--ticket-run``, an ``experiments.lottery`` run) and its ticket (its last round), the last
+   round of each ``--channel-run`` (a ``prune.granularity=channel`` run, physically smaller)
+   and each ``--student-run`` (an ``experiments.distill`` run); fp32 (PyTorch and ORT) and
+   int8 (ORT) accuracy on the runs' test set.
 
 Writes ``deploy_report.md``, ``deploy_report.json`` and ``deploy_report.png`` under --out.
 """
@@ -31,7 +33,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from lth.data import load_dataset
 from lth.export import (
     export_onnx,
     interleaved_latency,
@@ -43,14 +44,12 @@ from lth.export import (
 )
 from lth.export.pipeline import calibration_batches
 from lth.files import write_text
-from lth.lottery import Lottery, LotterySettings, RunStore
+from lth.lottery import RunStore
 from lth.models import VGG, LeNet300100, ResNetCIFAR, count_parameters
-from lth.pruning import PruneRates, apply_mask, density, full_mask, prune_mask
+from lth.pruning import apply_mask, density, full_mask, prune_mask
 from lth.pruning.channels import channel_groups, remove_channels
 from lth.pruning.structured import prune_channel_groups
-from lth.tracking import NullSink
-from lth.train import Span, evaluate, step_schedule, train
-from lth.train.distill import distill
+from lth.train import evaluate
 from scripts._deploy_report_lib import machine, rows_of, write_markdown, write_plot
 
 CHANNEL_FRACTIONS = (0.25, 0.5, 0.75)
@@ -116,79 +115,75 @@ def speed_section(arch: str, args: argparse.Namespace, folder: Path) -> list[dic
     return rows_of("speed", arch, variants)
 
 
-def digits_lottery(data, args: argparse.Namespace, folder: Path) -> RunStore:
-    """IMP on digits with ResNet-20: round 0 is the dense net, the last round the ticket."""
-    settings = LotterySettings(
-        seed=0, rounds=args.ticket_rounds, iterations=args.iterations, batch_size=64,
-        rewind_iter=args.iterations // 20, strategy="magnitude_global",
-        rates=PruneRates(0.5, output=0.0))
-    lottery = Lottery(settings, data, lambda: ResNetCIFAR(data.input_shape, 10, depth=20),
-                      sgd(args.lr), step_schedule([args.iterations * 3 // 4]),
-                      RunStore(folder / "run"), NullSink(), torch.device("cpu"))
-    lottery.run(on_round=lambda r: print(f"  IMP round {r['round']}: density "
-                                         f"{r['density']:.3f} acc {r['test_acc']:.4f}"))
-    return lottery.store
+def _open(run_dir: str) -> tuple[RunStore, Any]:
+    from experiments.export import open_run
+
+    return open_run(run_dir)
 
 
-def sgd(lr: float):  # noqa: ANN201
-    return lambda p: torch.optim.SGD(p, lr=lr, momentum=0.9, weight_decay=5e-4)
+def stored_round(run_dir: str, data=None, k: int | None = None):  # noqa: ANN001, ANN201
+    """Round ``k`` (default: the last completed) of a stored lottery run: (model with its mask
+    applied, mask, dataset, run config)."""
+    from experiments.setup import load_data, model_factory
+    from lth.export.pipeline import load_round, resolve_round
+
+    store, cfg = _open(run_dir)
+    data = data if data is not None else load_data(cfg, torch.device("cpu"))
+    model = model_factory(cfg, data)()
+    mask = load_round(model, store, resolve_round(store, k))
+    return model, mask, data, cfg
 
 
-def loaded(store: RunStore, k: int, data) -> tuple[nn.Module, dict]:
-    model = ResNetCIFAR(data.input_shape, 10, depth=20)
-    model.load_state_dict(store.load_tensors(store.final_path(k)))
-    return model.eval(), store.load_tensors(store.mask_path(k))
+def channels_removed(full: nn.Module, small: nn.Module) -> float:
+    """The share of conv output channels ``small`` lacks against ``full``."""
+    def count(m: nn.Module) -> int:
+        return sum(c.out_channels for c in m.modules() if isinstance(c, nn.Conv2d))
+    return 1 - count(small) / max(1, count(full))
 
 
-def finetuned_channels(dense: nn.Module, data, fraction: float, args: argparse.Namespace
-                       ) -> tuple[nn.Module, dict]:
-    """One-shot channel pruning of the trained dense net, then fine-tuning with the mask kept
-    and the training schedule replayed (learning-rate rewinding, Renda et al. 2020: it beat
-    600 iterations at lr/10 here, 99.4% vs 98.3% at 50% of channels)."""
-    model = copy.deepcopy(dense)
-    mask = channel_mask(model, data.x_train, fraction)
-    apply_mask(model, mask)
-    train(model, data, sgd(args.lr)(model.parameters()),
-          Span(0, args.finetune, step_schedule([args.finetune * 3 // 4])), batch_size=64, seed=1,
-          mask=mask)
-    return remove_channels(model, mask, data.x_train[:8]), mask
+def stored_student(run_dir: str, data) -> tuple[nn.Module, dict]:  # noqa: ANN001
+    """The student of a stored ``experiments.distill`` run, and its record."""
+    from omegaconf import OmegaConf
 
+    from experiments.setup import model_factory
 
-def student_width(target_params: int, data) -> int:
-    """The ResNet-20 width whose parameter count is closest to ``target_params``."""
-    def params(w: int) -> int:
-        return count_parameters(ResNetCIFAR(data.input_shape, 10, 20, w))
-    return min(range(2, 17), key=lambda w: abs(params(w) - target_params))
+    store = RunStore(Path(run_dir))
+    cfg = OmegaConf.load(store.config_path)
+    (record,) = store.read_metrics() or [None]
+    if record is None:
+        raise SystemExit(f"error: {run_dir} has no complete student: run experiments.distill")
+    node = OmegaConf.create({"model": cfg.model, "dataset": {"name": "stored"}})
+    model = model_factory(node, data)()
+    model.load_state_dict(store.load_tensors(store.final_path(0)))
+    return model.eval(), record
 
 
 def accuracy_section(args: argparse.Namespace, folder: Path) -> list[dict]:
-    """Part 2: dense, ticket, channel-pruned and distilled ResNet-20 on digits."""
-    data = load_dataset("digits")
-    store = digits_lottery(data, args, folder)
-    dense, _ = loaded(store, 0, data)
-    ticket, ticket_mask = loaded(store, args.ticket_rounds, data)
-    models = {"dense": (dense, {"kind": "dense"}),
+    """Part 2: the stored runs' dense network (round 0 of --ticket-run), ticket (its last
+    round), channel-pruned networks (--channel-run, physically smaller) and students
+    (--student-run), side by side; nothing is trained here."""
+    dense, _, data, cfg = stored_round(args.ticket_run, k=0)
+    ticket, ticket_mask, _, _ = stored_round(args.ticket_run, data)
+    arch = f"{cfg.model._target_.rsplit('.', 1)[-1]}-{cfg.dataset.name}"
+    models = {"dense": (dense.eval(), {"kind": "dense"}),
               f"ticket-{round(100 * (1 - density(ticket_mask)))}%": (ticket, {
                   "kind": "ticket", "sparsity": 1 - density(ticket_mask), "mask": ticket_mask})}
-    for f in CHANNEL_FRACTIONS:
-        small, mask = finetuned_channels(dense, data, f, args)
-        models[f"channels-{int(f * 100)}%"] = (small, {
-            "kind": "structured", "channels_removed": f, "sparsity": 1 - density(mask)})
-    target = count_parameters(models["channels-50%"][0])
-    width = student_width(target, data)
-    torch.manual_seed(0)
-    student = ResNetCIFAR(data.input_shape, 10, depth=20, width=width)
-    distill(student, dense, data, sgd(args.lr)(student.parameters()),
-            iterations=args.iterations, batch_size=64, seed=2,
-            lr_factor=step_schedule([args.iterations * 3 // 4]))
+    for run in args.channel_run:
+        model, mask, _, _ = stored_round(run, data)
+        small = remove_channels(model, mask, data.x_train[:8])
+        removed = channels_removed(model, small)
+        models[f"channels-{round(100 * removed)}%"] = (small, {
+            "kind": "structured", "channels_removed": removed, "sparsity": 1 - density(mask)})
     dense_params = count_parameters(dense)
-    models[f"student-w{width}"] = (student.eval(), {
-        "kind": "distilled", "sparsity": 1 - count_parameters(student)
-        / dense_params})
-    return measure_digits(models, data, args, folder)
+    for run in args.student_run:
+        student, record = stored_student(run, data)
+        models[f"student-{count_parameters(student)}p"] = (student, {
+            "kind": "distilled", "sparsity": 1 - count_parameters(student) / dense_params})
+    return measure_digits(models, data, args, folder, arch)
 
 
-def measure_digits(models: dict, data, args: argparse.Namespace, folder: Path) -> list[dict]:
+def measure_digits(models: dict, data, args: argparse.Namespace, folder: Path,
+                   arch: str) -> list[dict]:
     calib = calibration_batches(data, 8, 32)
     variants = {}
     for key, (model, info) in models.items():
@@ -205,7 +200,7 @@ def measure_digits(models: dict, data, args: argparse.Namespace, folder: Path) -
     for v in variants.values():
         v["acc"] = {p: ort_accuracy(s, data.x_test, data.y_test)
                     for p, s in v["sessions"].items()}
-    return rows_of("accuracy", "resnet20-digits", variants)
+    return rows_of("accuracy", arch, variants)
 
 
 def lenet_sparse_file(folder: Path) -> dict[str, float]:
@@ -227,15 +222,22 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1, help="ORT intra-op threads")
     p.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds")
     p.add_argument("--repeats", type=int, default=3, help="runs per model per round (b32)")
-    p.add_argument("--iterations", type=int, default=1500, help="digits training iterations")
-    p.add_argument("--finetune", type=int, default=1500, help="fine-tuning iterations")
-    p.add_argument("--ticket-rounds", type=int, default=3, help="IMP rounds at 50%% each")
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--quick", action="store_true", help="tiny budgets: a smoke test")
+    p.add_argument("--archs", default="resnet20,vgg16",
+                   help="speed section: comma-separated resnet20, vgg16 ('' skips it)")
+    p.add_argument("--ticket-run", help="a stored lottery run: round 0 is the dense model, "
+                   "its last round the ticket (accuracy section; omitted: no such section)")
+    p.add_argument("--channel-run", action="append", default=[],
+                   help="a stored prune.granularity=channel run (repeatable): its last round")
+    p.add_argument("--student-run", action="append", default=[],
+                   help="a stored experiments.distill run (repeatable)")
+    p.add_argument("--quick", action="store_true", help="tiny timing budgets: a smoke test")
     args = p.parse_args()
+    unknown = set(filter(None, args.archs.split(","))) - {"resnet20", "vgg16"}
+    if unknown:
+        p.error(f"--archs {args.archs!r}: unknown {', '.join(sorted(unknown))}; use resnet20, "
+                "vgg16 or ''")
     if args.quick:
-        args.rounds, args.repeats, args.iterations, args.finetune = 2, 1, 60, 20
-        args.ticket_rounds = 1
+        args.rounds, args.repeats = 2, 1
     return args
 
 
@@ -243,17 +245,19 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(1)  # 2 shared cores: more threads only oversubscribe them
     meta = {"command": "python -m scripts.deploy_report " + shlex.join(sys.argv[1:]),
+            "runs": [r for r in [args.ticket_run, *args.channel_run, *args.student_run] if r],
             "machine": machine(args.threads),
             "date": time.strftime("%Y-%m-%d %H:%M:%S")}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
-        for arch in ("resnet20", "vgg16"):
+        for arch in filter(None, args.archs.split(",")):
             print(f"speed: {arch}", flush=True)
             rows += speed_section(arch, args, Path(tmp))
-        print("accuracy: resnet20 on digits", flush=True)
-        rows += accuracy_section(args, Path(tmp))
+        if args.ticket_run:
+            print(f"accuracy: stored runs {args.ticket_run} and others", flush=True)
+            rows += accuracy_section(args, Path(tmp))
         meta["lenet_sparse_checkpoint"] = lenet_sparse_file(Path(tmp))
     meta["wall_s"] = round(time.time() - time.mktime(time.strptime(meta["date"],
                                                                   "%Y-%m-%d %H:%M:%S")))

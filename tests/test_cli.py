@@ -58,6 +58,10 @@ def test_cli_writes_one_record_per_round(first_run) -> None:
                     "train_loss", "wall_s", "layer_density", "val_acc"):
             assert key in r, key
     assert records[0]["density"] == 1.0 and records[2]["density"] < records[1]["density"] < 1
+    # Cost per round: an MLP's weights are each used once per sample, so its sparse MACs are
+    # its remaining weights (the mask holds the weights only), its dense MACs all of them.
+    assert {r["macs_dense"] for r in records} == {records[0]["total"]}
+    assert [r["macs_sparse"] for r in records] == [r["remaining"] for r in records]
     for k in range(3):
         assert (directory / f"round_{k}" / "mask.pt").exists()
         assert (directory / f"round_{k}" / "final.pt").exists()
@@ -106,9 +110,12 @@ def test_second_invocation_does_no_training(first_run) -> None:
 def test_raising_rounds_extends_the_same_run(first_run, tmp_path: Path) -> None:
     tmp, result = first_run
     directory = run_dir(result)
+    wandb_files = sorted(tmp.rglob("*.wandb"))
+    # WANDB_MODE=disabled in the environment (no wandb.mode= given) writes no W&B run at all.
     more = lottery(tmp, *[o for o in TINY if not o.startswith("prune.rounds")],
-                   "prune.rounds=3", "wandb.mode=disabled")
+                   "prune.rounds=3", env={"WANDB_MODE": "disabled"})
     assert more.returncode == 0, more.stderr
+    assert sorted(tmp.rglob("*.wandb")) == wandb_files and wandb_files
     assert run_dir(more) == directory
     assert more.stdout.count("(stored)") == 3
     assert len((directory / "metrics.jsonl").read_text().splitlines()) == 4
@@ -350,9 +357,13 @@ def test_second_process_on_the_same_run_exits_at_once(tmp_path: Path) -> None:
         assert lock.read_text().strip() == str(os.getpid())
 
 
-def test_help_lists_the_groups() -> None:
-    result = subprocess.run([PYTHON, "-m", "experiments.lottery", "--help"], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0
-    for group in ("model:", "dataset:", "optimizer:", "prune:", "experiment:"):
-        assert group in result.stdout
+def test_scripts_runs_indexes_a_real_store(first_run) -> None:
+    tmp, result = first_run
+    directory = run_dir(result)
+    listed = subprocess.run([PYTHON, "-m", "scripts.runs", str(tmp / "runs"), "--json"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [r for r in json.loads(listed.stdout) if r["hash"] == directory.name]
+    records = [json.loads(line) for line in (directory / "metrics.jsonl").read_text().splitlines()]
+    assert row["name"] == "mnist1d_mlp" and row["rounds"] >= 3
+    assert row["dense_acc"] == records[0]["test_acc"]

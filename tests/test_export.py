@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -61,7 +62,13 @@ def export(run_dir: Path | None, *overrides: str) -> dict:
 
 
 def test_structured_int8_export_of_a_channel_run(channel_run: Path) -> None:
-    report = export(channel_run, "quantize=int8")
+    report = export(channel_run, "quantize=int8", "latency_repeats=7", "latency_batch=16")
+    # ONNX Runtime latency (median of the timed runs, ms) of both files at batch 1 and 16.
+    assert set(report["latency_ms"]) == {"fp32", "int8"}
+    for times in report["latency_ms"].values():
+        assert set(times) == {"batch_1", "batch_16"} and all(0 < t < 1e3 for t in times.values())
+    assert report["latency"] == {"statistic": "median", "repeats": 7, "warmup": 5, "threads": 1}
+    assert json.loads(Path(report["report"]).read_text())["latency_ms"] == report["latency_ms"]
     assert report["round"] == 1 and report["structured"] is True
     onnx.checker.check_model(report["onnx"], full_check=True)
     onnx.checker.check_model(report["int8"], full_check=True)
@@ -71,6 +78,14 @@ def test_structured_int8_export_of_a_channel_run(channel_run: Path) -> None:
     # digits' 8x8 inputs, hidden 300-100 halved: 64*150 + 150*50 + 50*10 weights + biases.
     assert report["params"] == 64 * 150 + 150 + 150 * 50 + 50 + 50 * 10 + 10
     assert Path(report["report"]).is_file()
+
+
+def test_channel_rounds_record_the_smaller_networks_macs(channel_run: Path) -> None:
+    dense, ticket = RunStore(channel_run).read_metrics()
+    assert dense["macs_structured"] == dense["macs_sparse"] == dense["macs_dense"]
+    # Removing dead channels leaves the unpruned weights (and at most a channel per group).
+    assert ticket["macs_sparse"] <= ticket["macs_structured"] < ticket["macs_dense"]
+    assert ticket["macs_dense"] == dense["macs_dense"]
 
 
 def test_sparse_export_round_trips_the_stored_ticket(channel_run: Path) -> None:

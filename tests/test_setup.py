@@ -138,7 +138,8 @@ def test_commit_is_unknown_outside_a_checkout_or_without_git(tmp_path, monkeypat
 # -- lazy imports -----------------------------------------------------------------------------
 @pytest.mark.parametrize("args", [["--help"], ["--cfg", "job"]])
 def test_help_and_composing_do_not_import_torch(args: list[str]) -> None:
-    for module in ("experiments.lottery", "experiments.control", "experiments.export"):
+    for module in ("experiments.lottery", "experiments.control", "experiments.export",
+                   "experiments.distill"):
         result = subprocess.run([PYTHON, "-X", "importtime", "-m", module, *args], cwd=ROOT,
                                 capture_output=True, text=True, timeout=120)
         if args == ["--help"]:

@@ -17,8 +17,9 @@ from typing import Any
 import yaml
 
 from lth.errors import ConfigError
-from lth.lottery.hashing import semantic_config
-from lth.lottery.store import RunStore
+
+# lth.lottery (and so torch) is imported where it is used: scripts.runs, which imports this
+# package, reads text files only and starts in a fraction of torch's import time.
 
 _POINTER = "run_dir.txt"
 _MAX_DEPTH = 4  # <multirun>/<job>/run_dir.txt, <output_root>/<name>/<hash>/metrics.jsonl
@@ -76,6 +77,8 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 def load_run(path: str | Path) -> Run:
     """The run stored at ``path``."""
+    from lth.lottery.store import RunStore
+
     store = RunStore(path)
     config = yaml.safe_load(store.config_path.read_text()) if store.config_path.exists() else {}
     return Run(Path(path), config or {}, store.read_metrics(), store.read_controls())
@@ -83,6 +86,8 @@ def load_run(path: str | Path) -> Run:
 
 def replicate_key(run: Run) -> str:
     """Runs with equal keys differ only in the seed: ``<name>-<8 hex digits>``."""
+    from lth.lottery.hashing import semantic_config
+
     cfg = semantic_config(run.config)
     cfg.pop("seed", None)
     text = json.dumps(cfg, sort_keys=True, separators=(",", ":"))

@@ -64,3 +64,16 @@ def interleaved_latency(sessions: Mapping[str, object], batch: np.ndarray, *, ro
         for key, sess in sessions.items():
             times[key] += _time_runs(sess, feeds[key], repeats)
     return {k: 1000.0 * statistics.median(v) for k, v in times.items()}
+
+
+def batch_latency(sess, x: np.ndarray, batch_sizes: tuple[int, ...], *, repeats: int = 50,
+                  warmup: int = 5) -> dict[str, float]:
+    """``batch_<B>`` -> median ONNX Runtime latency in milliseconds of one session on the first
+    B samples of ``x`` [N, ...] (B capped at N), over ``repeats`` timed runs after ``warmup``
+    untimed ones."""
+    out = {}
+    for b in batch_sizes:
+        batch = x[:max(1, min(b, len(x)))]
+        out[f"batch_{len(batch)}"] = interleaved_latency({"m": sess}, batch, rounds=repeats,
+                                                         repeats=1, warmup=warmup)["m"]
+    return out

@@ -21,7 +21,7 @@ from torch import nn
 
 from lth.data import Dataset
 from lth.errors import ConfigError
-from lth.export.measure import model_cost
+from lth.export.measure import batch_latency, model_cost
 from lth.export.onnx import export_onnx, ort_accuracy, ort_logits, session
 from lth.export.quantize import quantize_int8
 from lth.export.sparse import save_sparse
@@ -98,8 +98,13 @@ def calibration_batches(data: Dataset, count: int, batch_size: int, seed: int = 
 
 def export_onnx_round(model: nn.Module, mask: Mask, data: Dataset, out_dir: Path, *,
                       structured: bool, quantize: str | None, calibration: int = 8,
-                      batch_size: int = 32, opset: int = 17) -> dict[str, Any]:
-    """Export ``model`` (mask applied) to ONNX, optionally smaller and int8; a report dict."""
+                      batch_size: int = 32, opset: int = 17,
+                      latency: tuple[int, int, int] = (32, 50, 5)) -> dict[str, Any]:
+    """Export ``model`` (mask applied) to ONNX, optionally smaller and int8; a report dict.
+
+    ``latency`` = (realistic batch, timed repeats, warm-up runs): ONNX Runtime's median latency
+    (one thread) at batch 1 and that batch goes into the report as ``latency_ms``.
+    """
     x_test, y_test = data.x_test.cpu(), data.y_test.cpu()
     example = x_test[:1]
     if structured:
@@ -116,11 +121,19 @@ def export_onnx_round(model: nn.Module, mask: Mask, data: Dataset, out_dir: Path
         "onnx_acc": ort_accuracy(sess, x_test, y_test),
         "onnx_max_abs_diff": float(abs(ort_logits(sess, x_test[:256]) - reference).max()),
     }
+    big, repeats, warmup = latency
+    x = x_test.numpy()
+    sessions = {"fp32": sess}
     if quantize == "int8":
         batches = calibration_batches(data, calibration, batch_size)
         int8 = quantize_int8(path, out_dir / INT8_FILE, batches)
+        sessions["int8"] = session(int8)
         report.update(int8=str(int8), int8_bytes=int8.stat().st_size,
-                      int8_acc=ort_accuracy(session(int8), x_test, y_test))
+                      int8_acc=ort_accuracy(sessions["int8"], x_test, y_test))
+    report["latency_ms"] = {k: batch_latency(s, x, (1, big), repeats=repeats, warmup=warmup)
+                            for k, s in sessions.items()}
+    report["latency"] = {"statistic": "median", "repeats": repeats, "warmup": warmup,
+                         "threads": 1}
     return report
 
 

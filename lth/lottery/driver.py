@@ -37,6 +37,7 @@ from lth.lottery import checkpoint
 from lth.lottery.checkpoint import Checkpoint
 from lth.lottery.settings import LotterySettings
 from lth.lottery.store import RunStore
+from lth.models.macs import count_macs
 from lth.pruning import (
     Mask,
     apply_mask,
@@ -48,6 +49,8 @@ from lth.pruning import (
     remaining,
     total,
 )
+from lth.pruning.channels import remove_channels
+from lth.pruning.structured import ChannelPruner
 from lth.tracking import Sink
 from lth.tracking.wandb_sink import control_metrics
 from lth.train import LoopOptions, Span, TrainResult, TrainState, constant_schedule, train
@@ -233,13 +236,24 @@ class Lottery:
             "early_stop_test_acc": result.early_stop_test_acc, "train_loss": result.train_loss,
             "iterations": start.span.iterations,
             "wall_s": round(time.perf_counter() - start.began, 3),
-            "layer_density": layer_density(mask),
+            "layer_density": layer_density(mask), **self.cost(start),
         }
         if result.val_acc is not None:
             record.update(val_acc=result.val_acc, val_loss=result.val_loss)
         if start.branch is not None:
             record.update(start.branch.fields)
         return record
+
+    def cost(self, start: RoundStart) -> dict[str, int]:
+        """MACs per sample: every weight (``macs_dense``), the unpruned ones (``macs_sparse``)
+        and, when whole channels are pruned, those of the physically smaller network."""
+        x = self.data.x_train[:8]
+        macs = count_macs(start.model, x[:1], start.mask)
+        out = {"macs_dense": macs.dense, "macs_sparse": macs.sparse}
+        if isinstance(self.pruner, ChannelPruner):
+            small = remove_channels(start.model, start.mask, x.cpu())
+            out["macs_structured"] = count_macs(small, x[:1].cpu()).dense
+        return out
 
     def finish_round(self, start: RoundStart, result: TrainResult) -> Record:
         """Store the round's (or branch's) files and record (the record last) and log it."""

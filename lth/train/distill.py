@@ -14,7 +14,16 @@ from torch import nn
 
 from lth.data import BatchIterator, Dataset
 from lth.errors import TrainingError
-from lth.train.core import LoopOptions, Span, TrainResult, base_lrs, run_loop, set_lr
+from lth.train.core import (
+    Callbacks,
+    LoopOptions,
+    Span,
+    TrainResult,
+    TrainState,
+    base_lrs,
+    run_loop,
+    set_lr,
+)
 from lth.train.evaluate import evaluate
 from lth.train.schedule import LRFactor
 
@@ -70,15 +79,19 @@ class DistillStepper:
 def distill(student: nn.Module, teacher: nn.Module, data: Dataset,
             optimizer: torch.optim.Optimizer, *, iterations: int, batch_size: int, seed: int,
             lr_factor: LRFactor, temperature: float = 4.0, alpha: float = 0.9,
-            options: LoopOptions = LoopOptions(desc="distill")) -> TrainResult:
+            options: LoopOptions = LoopOptions(desc="distill"),
+            callbacks: Callbacks = Callbacks(), resume: TrainState | None = None) -> TrainResult:
     """Train ``student`` in place for ``iterations`` batches; its result on the test set.
 
     Batches and learning rates follow ``lth.train.train`` (``BatchIterator(seed)``, base rate
     times ``lr_factor(it)``); ``train_loss`` is the distillation loss, the test and
-    validation numbers are cross-entropy and accuracy on the labels. Raises TrainingError at
-    the first non-finite loss.
+    validation numbers are cross-entropy and accuracy on the labels. ``callbacks`` and
+    ``resume`` are the loop core's (checkpoints of the student; the caller restores its
+    model, optimizer and RNG states before resuming). Raises TrainingError at the first
+    non-finite loss.
     """
     batches = BatchIterator(data.x_train, data.y_train, batch_size, seed, augment=data.augment)
     stepper = DistillStepper(student, teacher, optimizer, batches, temperature, alpha)
-    (result,) = run_loop(stepper, data, Span(0, iterations, lr_factor), options)
+    (result,) = run_loop(stepper, data, Span(0, iterations, lr_factor), options, callbacks,
+                         None if resume is None else [resume])
     return result

@@ -1,0 +1,182 @@
+"""A readable index of stored runs: one line per run directory, the differing keys only.
+
+Hash-named directories are opaque; this lists each run's name, hash, the config keys whose
+values differ among the listed runs, rounds complete / planned, branches, the lowest density
+reached, dense and best-ticket accuracy and the lth version. It reads only the small text
+files (``config.yaml``, ``metrics.jsonl``, ``controls.jsonl``, ``run.json``) and lists
+directories, never a ``.pt`` file, so it stays fast on hundreds of runs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lth.errors import ConfigError
+
+_MAX_DEPTH = 3  # <output_root>/<name>/<hash>/config.yaml
+_SKIPPED = ("wandb", "export")
+
+
+@dataclass
+class RunEntry:
+    """What the index shows of one run directory."""
+
+    path: Path
+    name: str
+    hash: str
+    config: dict[str, Any]  # flattened: dotted key -> value
+    done: int
+    planned: int
+    branches: list[str] = field(default_factory=list)
+    min_density: float | None = None
+    dense_acc: float | None = None
+    ticket_acc: float | None = None  # the best final test_acc of rounds >= 1
+    version: str | None = None
+
+
+def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> ``{"a.b": value}``; lists stay values."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def find_run_dirs(root: Path, depth: int = 0) -> Iterable[Path]:
+    """Directories holding a ``config.yaml`` at or below ``root`` (not inside a run)."""
+    if (root / "config.yaml").is_file():
+        yield root
+        return
+    if depth >= _MAX_DEPTH:
+        return
+    for child in sorted(p for p in root.iterdir() if p.is_dir()):
+        if not child.name.startswith((".", "round_")) and child.name not in _SKIPPED:
+            yield from find_run_dirs(child, depth + 1)
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def planned_rounds(cfg: Mapping[str, Any]) -> int:
+    """Rounds the config asks for, the dense round 0 included (1 for a run without rounds)."""
+    prune = cfg.get("prune")
+    if not isinstance(prune, Mapping):
+        return 1
+    rounds = int(prune.get("rounds", 0))
+    if prune.get("oneshot"):
+        rounds = min(rounds, 1)
+    elif prune.get("schedule"):
+        rounds = min(rounds, len(prune["schedule"]))
+    return rounds + 1
+
+
+def read_entry(path: Path) -> RunEntry:
+    """The index entry of the run directory ``path`` (ConfigError if a file is damaged)."""
+    try:
+        cfg = yaml.safe_load((path / "config.yaml").read_text()) or {}
+        records = _jsonl(path / "metrics.jsonl")
+        controls = _jsonl(path / "controls.jsonl")
+        info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path} cannot be read ({type(e).__name__}): repair or move the "
+                          "run directory, or list another output_root") from None
+    accs = [r["test_acc"] for r in records if "test_acc" in r]
+    branches = {str(c.get("control")) for c in controls}
+    branches |= {p.name for p in path.glob("round_*/*/*") if p.is_dir()}
+    return RunEntry(
+        path=path, name=str(cfg.get("name") or path.parent.name), hash=path.name,
+        config=flatten(cfg), done=len(records), planned=planned_rounds(cfg),
+        branches=sorted(branches),
+        min_density=min((r["density"] for r in records if "density" in r), default=None),
+        dense_acc=accs[0] if accs else None, ticket_acc=max(accs[1:]) if accs[1:] else None,
+        version=(info.get("versions") or {}).get("lth"),
+    )
+
+
+def parse_where(items: Sequence[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` -> {key: value parsed as YAML}; ConfigError if one has no '='."""
+    where: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--where {item!r} is not key=value: write e.g. --where seed=0 "
+                              "or --where prune.strategy=magnitude_global")
+        where[key.strip()] = yaml.safe_load(value) if value else None
+    return where
+
+
+def matches(entry: RunEntry, where: Mapping[str, Any]) -> bool:
+    """Whether every ``key=value`` of ``where`` holds in the run's config (as value or text)."""
+    for key, value in where.items():
+        have = entry.config.get(key, entry.name if key == "name" else None)
+        if have != value and str(have) != str(value):
+            return False
+    return True
+
+
+def differing_keys(entries: Sequence[RunEntry]) -> list[str]:
+    """The config keys whose values are not the same in every entry (missing counts)."""
+    if len(entries) < 2:
+        return []
+    keys = sorted({k for e in entries for k in e.config} - {"name"})
+    missing = object()
+    return [k for k in keys
+            if len({json.dumps(e.config.get(k, missing), sort_keys=True, default=repr)
+                    for e in entries}) > 1]
+
+
+def index(root: Path, where: Mapping[str, Any] | None = None) -> list[RunEntry]:
+    """The runs under ``root`` that match ``where``; ConfigError if ``root`` holds none."""
+    if not root.is_dir():
+        raise ConfigError(f"{root} is not a directory: give the output_root of your runs "
+                          "(default: runs)")
+    entries = [read_entry(p) for p in find_run_dirs(root)]
+    if not entries:
+        raise ConfigError(f"no run directory (with config.yaml) under {root}: give the "
+                          "output_root your experiments wrote to")
+    return [e for e in entries if matches(e, where or {})]
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def as_row(entry: RunEntry, keys: Sequence[str]) -> dict[str, Any]:
+    """One run as plain data: the fixed columns, then ``keys`` of its config."""
+    return {
+        "name": entry.name, "hash": entry.hash, "path": str(entry.path),
+        "keys": {k: entry.config.get(k) for k in keys},
+        "rounds": entry.done, "planned": entry.planned, "branches": entry.branches,
+        "min_density": entry.min_density, "dense_acc": entry.dense_acc,
+        "ticket_acc": entry.ticket_acc, "lth": entry.version,
+    }
+
+
+def format_table(entries: Sequence[RunEntry], keys: Sequence[str]) -> str:
+    """An aligned text table, one line per run, with a header."""
+    header = ["name", "hash", *keys, "rounds", "branches", "min density", "dense acc",
+              "ticket acc", "lth"]
+    lines = [[e.name, e.hash, *(_show(e.config.get(k, "-")) for k in keys),
+              f"{e.done}/{e.planned}", ",".join(e.branches) or "-",
+              _pct(e.min_density), _pct(e.dense_acc), _pct(e.ticket_acc), e.version or "-"]
+             for e in entries]
+    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+                     for row in [header, *lines])

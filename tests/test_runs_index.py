@@ -1,0 +1,119 @@
+"""scripts.runs: one line per stored run, only the differing keys, filters, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts import runs as runs_cli
+from tests.conftest import PYTHON, ROOT
+
+BASE = {"name": "mnist1d_mlp", "seed": 0, "output_root": "runs",
+        "model": {"_target_": "lth.models.MLP1D", "hidden": [100, 100]},
+        "optimizer": {"lr": 0.001}, "prune": {"rounds": 2, "fraction": 0.2, "controls": []}}
+
+
+def store_run(root: Path, hash_: str, cfg: dict, accs: list[float],
+              controls: tuple[str, ...] = ()) -> Path:
+    """A run directory with the text files scripts.runs reads (no weights needed)."""
+    path = root / cfg["name"] / hash_
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    (path / "run.json").write_text(json.dumps({"hash": hash_, "versions": {"lth": "0.1.0"}}))
+    (path / "metrics.jsonl").write_text("".join(
+        json.dumps({"round": k, "density": 0.8 ** k, "test_acc": a}) + "\n"
+        for k, a in enumerate(accs)))
+    if controls:
+        (path / "controls.jsonl").write_text("".join(
+            json.dumps({"round": 1, "control": c, "test_acc": 0.1}) + "\n" for c in controls))
+    return path
+
+
+def merged(**changes) -> dict:
+    cfg = json.loads(json.dumps(BASE))
+    for dotted, value in changes.items():
+        *parents, leaf = dotted.split("__")
+        node = cfg
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return cfg
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    store_run(root, "aaaaaaaaaaaa", merged(), [0.6, 0.62, 0.61], ("random_reinit",))
+    store_run(root, "bbbbbbbbbbbb", merged(seed=1), [0.58, 0.6])
+    store_run(root, "cccccccccccc", merged(seed=1, prune__fraction=0.5), [0.59])
+    (root / ".hydra" / "x").mkdir(parents=True)  # Hydra's job folders are not runs
+    return root
+
+
+def run_json(*argv: str) -> list[dict]:
+    return json.loads(_stdout(*argv, "--json"))
+
+
+def _stdout(*argv: str) -> str:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert runs_cli.main(list(argv)) == 0
+    return out.getvalue()
+
+
+def test_lists_exactly_the_differing_keys(store: Path) -> None:
+    rows = run_json(str(store))
+    assert [r["hash"] for r in rows] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"]
+    assert all(set(r["keys"]) == {"seed", "prune.fraction"} for r in rows)
+    first = rows[0]
+    assert (first["rounds"], first["planned"], first["branches"]) == (3, 3, ["random_reinit"])
+    assert first["dense_acc"] == 0.6 and first["ticket_acc"] == 0.62
+    assert first["min_density"] == pytest.approx(0.64) and first["lth"] == "0.1.0"
+    assert rows[2]["ticket_acc"] is None  # only the dense round is stored
+    table = _stdout(str(store)).splitlines()
+    assert table[0].split()[:4] == ["name", "hash", "prune.fraction", "seed"]
+    assert len(table) == 4 and "1/3" in table[3] and "random_reinit" in table[1]
+
+
+def test_where_filters_and_narrows_the_keys(store: Path) -> None:
+    rows = run_json(str(store), "--where", "seed=1")
+    assert [r["hash"] for r in rows] == ["bbbbbbbbbbbb", "cccccccccccc"]
+    assert all(set(r["keys"]) == {"prune.fraction"} for r in rows)
+    rows = run_json(str(store), "--where", "seed=1", "--where", "prune.fraction=0.5")
+    assert [r["hash"] for r in rows] == ["cccccccccccc"] and rows[0]["keys"] == {}
+    assert run_json(str(store), "--where", "model.hidden=[100, 100]", "--where", "seed=0"
+                    )[0]["hash"] == "aaaaaaaaaaaa"
+    assert run_json(str(store), "--where", "seed=7") == []
+
+
+def test_a_missing_root_through_the_cli_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = subprocess.run([PYTHON, "-X", "importtime", "-m", "scripts.runs",
+                             str(tmp_path / "nope")], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    errors = [ln for ln in lines if not ln.startswith("import time:")]
+    assert errors == [f"error: {tmp_path / 'nope'} is not a directory: give the output_root "
+                      "of your runs (default: runs)"]
+    assert result.stdout == ""
+    # Fast: it reads text files, so it never imports torch.
+    imported = {ln.rsplit("|", 1)[-1].strip() for ln in lines if ln.startswith("import time:")}
+    assert "yaml" in imported and "torch" not in imported
+
+
+@pytest.mark.parametrize("make", ["empty", "bad_where"])
+def test_an_empty_root_or_bad_filter_is_one_line_and_exit_2(tmp_path: Path, store: Path,
+                                                             make: str, capsys) -> None:
+    (tmp_path / "empty").mkdir()
+    args = {"empty": [str(tmp_path / "empty")], "bad_where": [str(store), "--where", "seed"]}
+    assert runs_cli.main(args[make]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith("error: ")
+    assert {"empty": "no run directory", "bad_where": "is not key=value"}[make] in err
