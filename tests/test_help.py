@@ -41,7 +41,7 @@ def lottery_help() -> str:
 def test_lottery_help_lists_the_groups_and_only_real_options(lottery_help: str) -> None:
     groups = listed_options(lottery_help)
     assert {"model", "dataset", "optimizer", "prune", "experiment"} <= set(groups)
-    assert "sweep" not in groups  # W&B sweep files live in sweeps/, not in conf/
+    assert "sweep" not in groups  # W&B sweep files live in scripts/sweeps/, not in conf/
     offered = [o for options in groups.values() for o in options]
     assert not [o for o in offered if o.endswith("_schema")]
     assert {"adam", "sgd"} == set(groups["optimizer"])
