@@ -87,6 +87,19 @@ class WandbSchema:
 
 
 @dataclass
+class AnalysisSchema:
+    # -- stability analyses (instability, early-bird tickets); all but early_bird_ticket are
+    # not hashed: they add files beside the stored rounds
+    instability: bool = False         # two copies per completed round, their error barrier
+    alpha_points: int = 30            # evenly spaced α on the path between the copies (>= 2)
+    train_samples: int = 1000         # fixed training subset for the train-error barrier
+    bn_reset: bool | None = None      # recompute BatchNorm statistics per α (None: BN models)
+    early_bird_every: str = "0it"     # round 0: draw round 1's mask this often; "0it": off
+    early_bird_threshold: float = 0.1  # max normalized Hamming distance in the window of 5
+    early_bird_ticket: bool = False   # round 1's mask drawn at the early-bird point (hashed)
+
+
+@dataclass
 class LotterySchema:
     name: str = "mnist1d_mlp"         # experiment name: <output_root>/<name>/<hash>/
     seed: int = 0                     # the one seed: init, data order, pruning derive from it
@@ -100,6 +113,7 @@ class LotterySchema:
     train: TrainSchema = field(default_factory=TrainSchema)
     prune: PruneSchema = field(default_factory=PruneSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)
+    analysis: AnalysisSchema = field(default_factory=AnalysisSchema)
 
 
 @dataclass
@@ -125,12 +139,25 @@ class ControlSchema:
     wandb_mode: str | None = None     # offline | online | disabled; None: the run's own
 
 
+@dataclass
+class InstabilitySchema:
+    run_dir: str = MISSING            # an existing run directory <output_root>/<name>/<hash>
+    rounds: list[int] = field(default_factory=list)  # completed rounds; [] = all
+    alpha_points: int = 30            # evenly spaced α on the path between the copies (>= 2)
+    train_samples: int = 1000         # fixed training subset for the train-error barrier
+    bn_reset: bool | None = None      # recompute BatchNorm statistics per α (None: BN models)
+    device: str = "auto"              # auto | cpu | cuda | cuda:<i>
+    progress: bool = True             # progress bar during training
+    wandb_mode: str | None = None     # offline | online | disabled; None: the run's own
+
+
 def register() -> None:
     """Add the schemas to Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
     cs.store(name="lottery_schema", node=LotterySchema)
     cs.store(name="export_schema", node=ExportSchema)
     cs.store(name="control_schema", node=ControlSchema)
+    cs.store(name="instability_schema", node=InstabilitySchema)
     cs.store(group="dataset", name="dataset_schema", node=DatasetSchema)
     cs.store(group="optimizer", name="sgd_schema", node=SGDSchema)
     cs.store(group="optimizer", name="adam_schema", node=AdamSchema)
