@@ -252,3 +252,44 @@ def test_copies_with_the_same_seed_are_bit_identical_with_zero_barrier(stored) -
 
 def test_branch_defaults_are_the_controls_kind() -> None:
     assert Branch("x", {}).kind == "controls" and Branch("x", {}).data_seed is None
+
+
+class Stop(Exception):
+    pass
+
+
+def test_early_bird_window_survives_a_resume_exactly(tmp_path: Path, monkeypatch) -> None:
+    kw = dict(rounds=0, iterations=60, early_bird_every=5, early_bird_threshold=0.3,
+              checkpoint_every=20)
+    whole = make_lottery(tmp_path / "whole", **kw)
+    whole.run()
+    broken = make_lottery(tmp_path / "broken", **kw)
+    save = type(broken).save_checkpoint
+
+    def save_then_stop(self, start, ckpt) -> None:
+        save(self, start, ckpt)
+        if ckpt.state.it == 40:
+            raise Stop  # as if killed right after the checkpoint of iteration 40
+
+    monkeypatch.setattr(type(broken), "save_checkpoint", save_then_stop)
+    with pytest.raises(Stop):
+        broken.run()
+    monkeypatch.undo()
+    resumed = make_lottery(tmp_path / "broken", **kw)
+    resumed.run()
+    (a,), (b,) = whole.store.read_metrics(), resumed.store.read_metrics()
+    assert a["early_bird_iter"] == b["early_bird_iter"] is not None
+    name = "round_0/early_bird.json"
+    assert (whole.store.root / name).read_text() == (resumed.store.root / name).read_text()
+
+
+def test_overlap_rows_average_seed_pairs_beside_chance() -> None:
+    from lth.analysis.mask_report import ONESHOT, SEEDS, overlap_rows
+
+    g = torch.Generator().manual_seed(1)
+    masks = {s: {"w": torch.rand(400, generator=g) < 0.5} for s in range(3)}
+    rows = overlap_rows(2, 0.5, masks, {s: masks[s] for s in masks})
+    seeds = next(r for r in rows if r.comparison == SEEDS and r.layer == OVERALL)
+    assert seeds.pairs == 3 and abs(seeds.jaccard[0] - seeds.chance_jaccard) < 0.1
+    same = next(r for r in rows if r.comparison == ONESHOT and r.layer == OVERALL)
+    assert same.jaccard == (1.0, 1.0, 1.0) and same.pairs == 3

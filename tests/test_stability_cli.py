@@ -4,12 +4,15 @@ input gets one line and exit 2; the analysis keys leave the run's hash alone."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from experiments.setup import to_dict
 from lth.lottery import RunStore, config_hash
@@ -45,13 +48,19 @@ def ticket_files(run: Path) -> dict[str, bytes]:
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory) -> Path:
-    """A completed two-round run (no instability yet)."""
+    """A completed two-round run (no instability yet), made in-process."""
+    from experiments.lottery import run
+
     tmp = tmp_path_factory.mktemp("base")
-    result = cli(tmp, "experiments.lottery", f"output_root={tmp / 'runs'}", *TINY,
-                 "wandb.mode=disabled")
-    assert result.returncode == 0, result.stderr
-    (run,) = (tmp / "runs" / "mnist1d_mlp").iterdir()
-    return run
+    cfg = compose_with([f"output_root={tmp / 'runs'}", *TINY, "wandb.mode=disabled"])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            store = run(cfg)  # in-process: the CLI under test is experiments.instability
+    finally:
+        torch.set_num_threads(threads)
+    return store.root
 
 
 def copy_run(base: Path, tmp: Path) -> Path:
@@ -174,3 +183,37 @@ def test_analysis_keys_are_hash_neutral_unless_the_early_bird_ticket_is_on() -> 
     assert ticket != DEFAULT_HASH
     assert config_hash(to_dict(compose_with(["analysis.early_bird_every=200it",
                                              "analysis.early_bird_ticket=true"]))) != ticket
+
+
+# -- the reports ------------------------------------------------------------------------------
+def test_aggregate_instability_tables_the_barrier_by_rewind_point(analysed, tmp_path) -> None:
+    from scripts.aggregate import main as aggregate_main
+
+    assert aggregate_main([str(analysed["run"]), "--out", str(tmp_path), "--instability"]) == 0
+    (record,) = RunStore(analysed["run"]).read_instability()
+    (row,) = json.loads((tmp_path / "instability.json").read_text())
+    assert row["rewind_iter"] == 0 and row["round"] == 1
+    assert row["barrier_test"][0] == record["barrier_test"]
+    assert row["stable"] == (record["barrier_test"] < 2.0)
+    assert (tmp_path / "instability.png").exists()
+    assert "| 0 | 1 |" in (tmp_path / "instability.md").read_text()
+
+
+def test_masks_compares_the_ticket_with_one_shot_pruning(analysed, tmp_path) -> None:
+    from scripts.masks import main as masks_main
+
+    assert masks_main([str(analysed["run"]), "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "masks.json").read_text())
+    overall = [r for r in rows if r["layer"] == "overall"]
+    # Round 1 of IMP is one-shot pruning of round 0's weights: the very same mask.
+    assert [(r["round"], r["comparison"]) for r in overall] == [(1, "iterative vs one-shot")]
+    assert overall[0]["jaccard"][0] == 1.0 and overall[0]["hamming"][0] == 0.0
+    assert overall[0]["chance_jaccard"] < 1.0
+
+
+def test_a_stable_threshold_outside_0_100_is_one_line_and_exit_2(analysed, tmp_path) -> None:
+    result = cli(tmp_path, "scripts.aggregate", str(analysed["run"]), "--out", str(tmp_path),
+                 "--instability", "--stable", "150")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: --stable 150.0 must be in (0, 100): a barrier in "
+                                     "percentage points (the paper uses 2)")

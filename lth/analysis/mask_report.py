@@ -1,0 +1,81 @@
+"""Mask agreement over seeds and against one-shot pruning, as a table (from stored masks).
+
+For each round k of a group of seeds: the Jaccard overlap and normalized Hamming distance of
+every pair of seeds' masks (how seed-specific is a ticket?), and of each seed's iterative mask
+with the mask one-shot pruning of its round-0 weights gives at the same targets (how much does
+iteration change the ticket?), each beside chance: random masks with the same layer densities.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import combinations
+
+from lth.analysis.overlap import OVERALL, Overlap, compare_masks
+from lth.analysis.stats import band
+from lth.pruning import Mask
+
+SEEDS = "seed vs seed"
+ONESHOT = "iterative vs one-shot"
+
+
+@dataclass(frozen=True)
+class OverlapRow:
+    """One comparison of one layer in one round over its pairs: means and (low, high)."""
+
+    round: int
+    density: float
+    comparison: str
+    layer: str
+    pairs: int
+    jaccard: tuple[float, float, float]
+    hamming: tuple[float, float, float]
+    chance_jaccard: float
+    chance_hamming: float
+
+
+def _rows(k: int, density: float, comparison: str, found: Sequence[dict[str, Overlap]],
+          band_kind: str) -> list[OverlapRow]:
+    rows = []
+    for layer in [OVERALL, *sorted(n for n in found[0] if n != OVERALL)]:
+        items = [f[layer] for f in found]
+        rows.append(OverlapRow(
+            k, density, comparison, layer, len(items),
+            band([o.jaccard for o in items], band_kind),
+            band([o.hamming for o in items], band_kind),
+            sum(o.chance_jaccard for o in items) / len(items),
+            sum(o.chance_hamming for o in items) / len(items)))
+    return rows
+
+
+def overlap_rows(k: int, density: float, masks: Mapping[int, Mask],
+                 oneshot: Mapping[int, Mask] | None = None,
+                 band_kind: str = "std") -> list[OverlapRow]:
+    """Round ``k``'s rows from each seed's mask (``masks``) and one-shot mask (``oneshot``)."""
+    rows = []
+    pairs = [compare_masks(masks[a], masks[b]) for a, b in combinations(sorted(masks), 2)]
+    if pairs:
+        rows += _rows(k, density, SEEDS, pairs, band_kind)
+    if oneshot:
+        rows += _rows(k, density, ONESHOT, [compare_masks(masks[s], oneshot[s])
+                                            for s in sorted(oneshot)], band_kind)
+    return rows
+
+
+def markdown(rows: Sequence[OverlapRow], label: str, band_text: str,
+             layers: bool = False) -> str:
+    """The table (the ``overall`` rows, or every layer with ``layers``)."""
+    lines = [f"# {label}: mask overlap (mean {band_text} over pairs; chance = random masks "
+             "with the same layer densities)", "",
+             "| round | weights remaining | comparison | layer | pairs | Jaccard | chance "
+             "Jaccard | Hamming | chance Hamming |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.layer != OVERALL and not layers:
+            continue
+        lines.append(
+            f"| {r.round} | {100 * r.density:.1f}% | {r.comparison} | {r.layer} | {r.pairs} | "
+            f"{r.jaccard[0]:.3f} ± {(r.jaccard[2] - r.jaccard[1]) / 2:.3f} | "
+            f"{r.chance_jaccard:.3f} | {r.hamming[0]:.3f} ± "
+            f"{(r.hamming[2] - r.hamming[1]) / 2:.3f} | {r.chance_hamming:.3f} |")
+    return "\n".join(lines) + "\n"
