@@ -15,7 +15,9 @@ with ``schedule`` round k targets ``schedule[k - 1]`` (see ``LotterySettings``).
 
 A round is begun (``begin_round``: its model at the start state, mask, span, hooks), trained
 (``train_round``) and finished (``finish_round``: files, record, sink). Branches trained beside
-a stored round (``lth.lottery.controls``) go through the same three steps with a ``Branch``.
+a stored round (``lth.lottery.controls``, the copies of ``lth.lottery.instability``) go through
+the same three steps with a ``Branch``. With ``early_bird_every`` round 0 also runs early-bird
+detection (``lth.lottery.early_bird``) as hooks.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from lth.errors import CheckpointError
 from lth.faults import kill_point
 from lth.lottery import checkpoint
 from lth.lottery.checkpoint import Checkpoint
-from lth.lottery.early_bird import EarlyBirdTracker
+from lth.lottery.early_bird import EarlyBirdTracker, early_bird_mask
 from lth.lottery.settings import LotterySettings
 from lth.lottery.store import RunStore
 from lth.pruning import (
@@ -56,16 +58,6 @@ from lth.train.schedule import LRFactor
 
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
 Record = dict[str, Any]
-ModelHook = Callable[[nn.Module], None]
-
-
-def _then(first: ModelHook, second: ModelHook | None) -> ModelHook:
-    """``first``, then ``second`` (if any), as one hook of the same iteration."""
-    def both(model: nn.Module) -> None:
-        first(model)
-        if second is not None:
-            second(model)
-    return both if second is not None else first
 
 
 @dataclass(frozen=True)
@@ -170,11 +162,8 @@ class Lottery:
         s = self.settings
         prev_mask = self.load_mask(model, k - 1)
         prev_final = self.load_state(model, self.store.final_path(k - 1))
-        early = self.store.early_bird_mask_path
-        if k == 1 and s.early_bird_ticket and early.exists():
-            mask = self.store.load_tensors(early)
-            check_mask(model, mask, str(early))
-        else:
+        mask = early_bird_mask(self, model) if k == 1 and s.early_bird_ticket else None
+        if mask is None:
             rates = layer_rates(model, sorted(prev_mask), s.rates)
             mask = self.pruner(prev_final, prev_mask, strategy=s.strategy,
                                densities=s.round_densities(k, rates), seed=s.prune_seed(k))
@@ -190,11 +179,11 @@ class Lottery:
         tracker = None
         if k == 0:
             mask, span = full_mask(model, s.include_bias), Span(0, s.iterations, self.lr_factor)
+            hooks[s.rewind_iter] = lambda m: self.store.save_tensors(
+                self.store.rewind_path, m.state_dict())
             if s.early_bird_every:
                 tracker = EarlyBirdTracker(self, extra)
-                hooks.update(tracker.hooks(span.start, span.end))
-            hooks[s.rewind_iter] = _then(lambda m: self.store.save_tensors(
-                self.store.rewind_path, m.state_dict()), hooks.get(s.rewind_iter))
+                tracker.add_hooks(hooks, span.start, span.end)
         else:
             mask, span = self._prune(k, model)
             apply_mask(model, mask)

@@ -19,10 +19,35 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from lth.analysis.early_bird import EarlyBird
-from lth.pruning import Mask, full_mask, layer_rates
+from lth.pruning import Mask, check_mask, full_mask, layer_rates
 
 if TYPE_CHECKING:
     from lth.lottery.driver import Lottery
+
+
+Hook = Callable[[nn.Module], None]
+
+
+def _then(first: Hook | None, second: Hook) -> Hook:
+    """``first`` (if any), then ``second``, as one hook of the same iteration."""
+    if first is None:
+        return second
+
+    def both(model: nn.Module) -> None:
+        first(model)
+        second(model)
+    return both
+
+
+def early_bird_mask(lottery: Lottery, model: nn.Module) -> Mask | None:
+    """The mask stored at round 0's early-bird point (checked to fit ``model``), or None if
+    round 0 never settled."""
+    path = lottery.store.early_bird_mask_path
+    if not path.exists():
+        return None
+    mask = lottery.store.load_tensors(path)
+    check_mask(model, mask, str(path))
+    return mask
 
 
 class EarlyBirdTracker:
@@ -33,11 +58,12 @@ class EarlyBirdTracker:
         self.detector = EarlyBird(lottery.settings.early_bird_threshold)
         extra["early_bird_iter"] = None
 
-    def hooks(self, start: int, end: int) -> dict[int, Callable[[nn.Module], None]]:
-        """One hook every ``early_bird_every`` iterations of ``(start, end]``."""
+    def add_hooks(self, hooks: dict[int, Hook], start: int, end: int) -> None:
+        """A hook every ``early_bird_every`` iterations of ``(start, end]``, run after any hook
+        ``hooks`` has at that iteration (e.g. saving the rewind point)."""
         every = self.lottery.settings.early_bird_every
-        return {it: (lambda m, it=it: self.observe(it, m))
-                for it in range(start + every, end + 1, every)}
+        for it in range(start + every, end + 1, every):
+            hooks[it] = _then(hooks.get(it), lambda m, it=it: self.observe(it, m))
 
     def draw(self, model: nn.Module) -> Mask:
         """Round 1's mask if the current weights of ``model`` were pruned now."""
