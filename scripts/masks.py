@@ -3,7 +3,8 @@
     python -m scripts.masks <run dirs | <output_root>/<name> | multirun dir>... --out DIR
 
 Runs that differ only in their seed form one group; for each group and each round k >= 1
-stored by all its seeds, masks.md (overall), masks_layers.md (per layer) and masks.json in DIR
+stored by all its seeds, masks.md (overall), masks_layers.md (per layer), masks.json and
+masks.{png,pdf} (overall Jaccard against weights remaining) in DIR
 (DIR/<group> for several groups): the Jaccard overlap and normalized Hamming distance between
 the seeds' masks, and between each seed's iterative mask and the mask one-shot pruning of its
 round-0 weights gives at the same targets, beside chance (random masks, same layer densities).
@@ -66,7 +67,7 @@ def group_rows(runs: list, rounds: list[int] | None, band_kind: str) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from lth.analysis.mask_report import markdown
+    from lth.analysis.mask_report import figure, markdown
     from lth.files import atomic_write
 
     args = parse_args(argv)
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                          markdown(rows, label, BAND_TEXT[args.band], layers=True).encode())
             atomic_write(out / "masks.json", json.dumps([r.__dict__ for r in rows],
                                                         indent=1).encode())
+            figure(rows, label, out)
             print(f"{label}: {len(runs)} runs (seeds {', '.join(str(r.seed) for r in runs)})"
                   f" -> {out}\n{text}")
     except LthError as e:

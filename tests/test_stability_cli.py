@@ -208,7 +208,7 @@ def test_masks_compares_the_ticket_with_one_shot_pruning(analysed, tmp_path) -> 
     # Round 1 of IMP is one-shot pruning of round 0's weights: the very same mask.
     assert [(r["round"], r["comparison"]) for r in overall] == [(1, "iterative vs one-shot")]
     assert overall[0]["jaccard"][0] == 1.0 and overall[0]["hamming"][0] == 0.0
-    assert overall[0]["chance_jaccard"] < 1.0
+    assert overall[0]["chance_jaccard"] < 1.0 and (tmp_path / "masks.png").exists()
 
 
 def test_a_stable_threshold_outside_0_100_is_one_line_and_exit_2(analysed, tmp_path) -> None:

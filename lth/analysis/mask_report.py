@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import combinations
+from pathlib import Path
 
 from lth.analysis.overlap import OVERALL, Overlap, compare_masks
 from lth.analysis.stats import band
@@ -79,3 +80,33 @@ def markdown(rows: Sequence[OverlapRow], label: str, band_text: str,
             f"{r.chance_jaccard:.3f} | {r.hamming[0]:.3f} ± "
             f"{(r.hamming[2] - r.hamming[1]) / 2:.3f} | {r.chance_hamming:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def figure(rows: Sequence[OverlapRow], label: str, out: Path) -> list[Path]:
+    """Overall Jaccard overlap against weights remaining: each comparison (mean and band)
+    beside its chance level."""
+    from lth.analysis.plots import _pyplot, _save
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for j, comparison in enumerate((SEEDS, ONESHOT)):
+        sel = sorted((r for r in rows if r.layer == OVERALL and r.comparison == comparison),
+                     key=lambda r: -r.density)
+        if not sel:
+            continue
+        x = [100 * r.density for r in sel]
+        ax.plot(x, [r.jaccard[0] for r in sel], marker="o", color=f"C{j}", label=comparison)
+        ax.fill_between(x, [r.jaccard[1] for r in sel], [r.jaccard[2] for r in sel],
+                        color=f"C{j}", alpha=0.2, linewidth=0)
+        ax.plot(x, [r.chance_jaccard for r in sel], color=f"C{j}", linestyle=":",
+                label=f"{comparison}: chance")
+    ax.set_xscale("log")
+    ax.invert_xaxis()
+    ax.set_xlabel("weights remaining (%)")
+    ax.set_ylabel("Jaccard overlap of kept weights")
+    ax.set_title(f"{label}: mask overlap")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    paths = _save(fig, out, "masks")
+    plt.close(fig)
+    return paths
