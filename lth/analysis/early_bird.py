@@ -38,7 +38,7 @@ class EarlyBird:
     threshold: float = 0.1
     window: int = WINDOW
     masks: list[Mask] = field(default_factory=list)  # the newest window - 1 masks
-    points: list[dict[str, float]] = field(default_factory=list)  # iter, max distance
+    points: list[dict[str, float | None]] = field(default_factory=list)  # iter, max distance
     found_iter: int | None = None
 
     def add(self, it: int, mask: Mask) -> bool:
@@ -46,7 +46,8 @@ class EarlyBird:
         mask = {n: m.detach().bool().cpu().clone() for n, m in mask.items()}
         distances = [mask_distance(mask, old) for old in self.masks]
         self.masks = [*self.masks, mask][-(self.window - 1):]  # the older ones of the next window
-        self.points.append({"iter": it, "max_distance": max(distances, default=1.0)})
+        # max_distance: to the oldest mask of the window, the largest (None for the first mask)
+        self.points.append({"iter": it, "max_distance": max(distances, default=None)})
         if (self.found_iter is None and len(distances) >= self.window - 1
                 and max(distances) < self.threshold):
             self.found_iter = it
