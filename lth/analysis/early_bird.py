@@ -46,7 +46,7 @@ class EarlyBird:
         mask = {n: m.detach().bool().cpu().clone() for n, m in mask.items()}
         distances = [mask_distance(mask, old) for old in self.masks]
         self.masks = [*self.masks, mask][-(self.window - 1):]  # the older ones of the next window
-        # max_distance: to the oldest mask of the window, the largest (None for the first mask)
+        # max_distance: the largest distance to the window's older masks (None for the first)
         self.points.append({"iter": it, "max_distance": max(distances, default=None)})
         if (self.found_iter is None and len(distances) >= self.window - 1
                 and max(distances) < self.threshold):
