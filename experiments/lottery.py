@@ -18,7 +18,8 @@ from experiments.errors import report_errors
 from experiments.schema import register
 
 if TYPE_CHECKING:
-    from lth.lottery import RunStore
+    from lth.lottery import Lottery, RunStore
+    from lth.lottery.instability import InstabilityOptions
 
 # torch and lth are imported where they are used (experiments.setup imports them): `--help`
 # and composing a config (`--cfg job`) then take Hydra's time alone, not torch's.
@@ -43,13 +44,35 @@ def print_control(record: dict) -> None:
     print(format_row(record, note=record["control"]), flush=True)
 
 
+def instability_of(cfg: DictConfig) -> InstabilityOptions | None:
+    """The instability analysis ``analysis.*`` asks for, or None (``analysis.instability``
+    off)."""
+    from lth.lottery.instability import InstabilityOptions
+
+    a = cfg.analysis
+    return InstabilityOptions(a.alpha_points, a.train_samples, a.bn_reset) if a.instability \
+        else None
+
+
+def run_instability(lottery: Lottery, options: InstabilityOptions | None) -> None:
+    """The instability analyses of every completed round without one, a line each."""
+    from experiments.instability import format_instability
+    from lth.lottery.instability import pending_instability, run_instability
+
+    if options is not None:
+        for k in pending_instability(lottery.store):
+            print(format_instability(run_instability(lottery, k, options)), flush=True)
+
+
 def run(cfg: DictConfig) -> RunStore:
-    """Run (or resume) the experiment of ``cfg`` and its controls; returns its store."""
+    """Run (or resume) the experiment of ``cfg``, its controls and instability analyses;
+    returns its store."""
     from experiments import setup
     from lth.lottery.controls import check_controls, pending_controls, run_with_controls
+    from lth.lottery.instability import pending_instability
     from lth.lottery.table import format_row
 
-    controls = check_controls(cfg.prune.controls)
+    controls, instability = check_controls(cfg.prune.controls), instability_of(cfg)
     prep = setup.prepare(cfg)
     settings = setup.settings_from(cfg, prep.iters_per_epoch)
     with ExitStack() as stack:
@@ -57,12 +80,15 @@ def run(cfg: DictConfig) -> RunStore:
         print_stored(store, controls)
         last = settings.last_round
         missing = [k for k, _ in pending_controls(store, controls) if k <= last]
+        if instability is not None:
+            missing += pending_instability(store)
         if not store.pending_rounds(last) and not missing:
             print(f"all {last + 1} rounds are complete; nothing to train")
             return store
         lottery = setup.build(cfg, prep, settings, store, setup.open_sink(cfg, store, stack))
         run_with_controls(lottery, controls, on_round=lambda r: print(format_row(r), flush=True),
                           on_control=print_control)
+        run_instability(lottery, instability)
     return store
 
 

@@ -26,6 +26,12 @@ def check_options(cfg: DictConfig) -> None:
     if cfg.prune.controls:
         raise ConfigError("replicas>1 does not train controls; run prune.controls with "
                           "replicas=1 (or add them later: experiments.control)")
+    if cfg.analysis.early_bird_every != "0it":
+        raise ConfigError("replicas>1 does not detect early-bird tickets; run "
+                          "analysis.early_bird_every with replicas=1")
+    if cfg.analysis.instability:
+        raise ConfigError("replicas>1 does not run analysis.instability; add it afterwards "
+                          "to each seed's run: python -m experiments.instability run_dir=<dir>")
     if cfg.prune.granularity != "weight":
         raise ConfigError("replicas>1 supports prune.granularity=weight only; run channel "
                           "pruning with replicas=1")

@@ -89,6 +89,19 @@ class WandbSchema:
 
 
 @dataclass
+class AnalysisSchema:
+    # -- stability analyses (instability, early-bird tickets); all but early_bird_ticket are
+    # not hashed: they add files beside the stored rounds
+    instability: bool = False         # two copies per completed round, their error barrier
+    alpha_points: int = 30            # evenly spaced α on the path between the copies (>= 2)
+    train_samples: int = 1000         # fixed training subset for the train-error barrier
+    bn_reset: bool | None = None      # recompute BatchNorm statistics per α (None: BN models)
+    early_bird_every: str = "0it"     # round 0: draw round 1's mask this often; "0it": off
+    early_bird_threshold: float = 0.1  # max normalized Hamming distance in the window of 5
+    early_bird_ticket: bool = False   # round 1's mask drawn at the early-bird point (hashed)
+
+
+@dataclass
 class LotterySchema:
     name: str = "mnist1d_mlp"         # experiment name: <output_root>/<name>/<hash>/
     seed: int = 0                     # the one seed: init, data order, pruning derive from it
@@ -102,6 +115,7 @@ class LotterySchema:
     train: TrainSchema = field(default_factory=TrainSchema)
     prune: PruneSchema = field(default_factory=PruneSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)
+    analysis: AnalysisSchema = field(default_factory=AnalysisSchema)
 
 
 @dataclass
@@ -152,6 +166,19 @@ class DistillSchema:
     wandb: WandbSchema = field(default_factory=WandbSchema)
 
 
+@dataclass
+class InstabilitySchema:
+    run_dir: str = MISSING            # an existing run directory <output_root>/<name>/<hash>
+    rounds: list[int] = field(default_factory=list)  # completed rounds; [] = all
+    alpha_points: int = 30            # evenly spaced α on the path between the copies (>= 2)
+    train_samples: int = 1000         # fixed training subset for the train-error barrier
+    bn_reset: bool | None = None      # recompute BatchNorm statistics per α (None: BN models)
+    device: str = "auto"              # auto | cpu | cuda | cuda:<i>
+    progress: bool = True             # progress bar during training
+    # offline | online | disabled; None: $WANDB_MODE if set, else the run's own wandb.mode
+    wandb_mode: str | None = "${oc.env:WANDB_MODE,null}"
+
+
 def register() -> None:
     """Add the schemas to Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
@@ -159,6 +186,7 @@ def register() -> None:
     cs.store(name="export_schema", node=ExportSchema)
     cs.store(name="control_schema", node=ControlSchema)
     cs.store(name="distill_schema", node=DistillSchema)
+    cs.store(name="instability_schema", node=InstabilitySchema)
     # Not in the groups they type, so `--help` does not offer them as options: a group file
     # names its schema as ``- /<name>@_here_`` in its defaults list.
     cs.store(name="dataset_schema", node=DatasetSchema)

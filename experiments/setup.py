@@ -142,7 +142,7 @@ def check_gamma(gamma: float) -> None:
 
 def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
     """The loop's settings, with every duration turned into iterations."""
-    t, p = cfg.train, cfg.prune
+    t, p, a = cfg.train, cfg.prune, cfg.analysis
 
     def it(key: str, value: str) -> int:
         return parse_duration(value, iters_per_epoch, key)
@@ -156,6 +156,8 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
         eval_every=it("train.eval_every", t.eval_every), include_bias=p.prune_bias,
         checkpoint_every=it("train.checkpoint_every", t.checkpoint_every),
         oneshot=p.oneshot, schedule=tuple(p.schedule),
+        early_bird_every=it("analysis.early_bird_every", a.early_bird_every),
+        early_bird_threshold=a.early_bird_threshold, early_bird_ticket=a.early_bird_ticket,
     )
 
 
@@ -225,7 +227,7 @@ def open_sink(cfg: DictConfig, store: RunStore, closing: ExitStack) -> Sink:
     Each process writes its own offline W&B folder; replaying makes the newest one complete
     (``wandb sync`` of it then holds every round).
     """
-    from lth.tracking.wandb_sink import control_metrics
+    from lth.tracking.wandb_sink import control_metrics, instability_metrics
 
     sink = open_wandb(
         mode=cfg.wandb.mode, project=cfg.wandb.project, group=cfg.name,
@@ -238,6 +240,8 @@ def open_sink(cfg: DictConfig, store: RunStore, closing: ExitStack) -> Sink:
         sink.log_round(record)
     for record in store.read_controls():
         sink.log_round(control_metrics(record))
+    for record in store.read_instability():
+        sink.log_round(instability_metrics(record))
     return sink
 
 

@@ -5,6 +5,12 @@
 Runs that differ only in their seed form one group; each group gets table.md, table.tex,
 summary.csv, summary.json, accuracy.{png,pdf} and layer_density.{png,pdf} in DIR (in
 DIR/<group> when the paths hold several groups).
+
+With --instability, runs that differ only in their seed and prune.rewind form one sweep
+instead, and each sweep gets instability.md, instability.json and instability.{png,pdf}: the
+error barrier of the stored instability analyses against the rewind point and against weights
+remaining, marking rounds "stable" (mean test barrier below --stable percentage points) and
+"matching" (within --tolerance of dense).
 """
 
 from __future__ import annotations
@@ -30,12 +36,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tolerance", type=float, default=0.005,
                         help="a round matches dense if its mean is at least dense - tolerance "
                              "(metric units, default 0.005 = 0.5 percentage points)")
+    parser.add_argument("--instability", action="store_true",
+                        help="tabulate and plot the stored instability analyses (rewind sweeps)")
+    parser.add_argument("--stable", type=float, default=2.0,
+                        help="with --instability: a round is stable below this mean test "
+                             "barrier (percentage points, in (0, 100); default 2)")
     return parser.parse_args(argv)
+
+
+def instability_main(args: argparse.Namespace) -> None:
+    """--instability: one report per sweep (runs differing in seed and prune.rewind)."""
+    from lth.analysis.instability_report import check_stable, sweep_key, write_instability
+    from lth.analysis.report import BAND_TEXT
+
+    check_stable(args.stable)
+    runs = [load_run(p) for p in find_runs(args.paths)]
+    sweeps: dict[str, list] = {}
+    for run in runs:
+        sweeps.setdefault(sweep_key(run), []).append(run)
+    for label, members in sorted(sweeps.items()):
+        out = Path(args.out) if len(sweeps) == 1 else Path(args.out) / label
+        text = write_instability(label, members, out, band_kind=args.band,
+                                 band_text=BAND_TEXT[args.band], stable=args.stable,
+                                 tolerance=args.tolerance)
+        print(f"{label}: {len(members)} runs -> {out}\n{text}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        if args.instability:
+            instability_main(args)
+            return 0
         groups = group_runs(load_run(p) for p in find_runs(args.paths))
         for label, runs in groups.items():
             out = Path(args.out) if len(groups) == 1 else Path(args.out) / label

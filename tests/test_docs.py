@@ -8,7 +8,8 @@ dotted key. Its header says what the rows are:
   the composed config (no overrides) as one backticked YAML value;
 - ``| key | configs | ...``: keys that only some files of a group have (``model.*``,
   ``optimizer.*``); ``configs`` lists those files backticked, or says ``all``;
-- ``| control key | default | ...`` / ``| export key | default | ...``: conf/control.yaml and
+- ``| control key | default | ...``, ``| instability key | default | ...`` and
+  ``| export key | default | ...``: conf/control.yaml, conf/instability.yaml and
   conf/export.yaml; ``required`` for a value that must be given (``???``).
 """
 
@@ -82,7 +83,8 @@ def key_tables(text: str) -> dict[str, list[list[str]]]:
     """Rows of docs/config.md's key tables by kind: main, group, control, export."""
     kinds = {("key", "default"): "main", ("key", "configs"): "group",
              ("control key", "default"): "control", ("export key", "default"): "export",
-             ("distill key", "default"): "distill"}
+             ("distill key", "default"): "distill",
+             ("instability key", "default"): "instability"}
     out: dict[str, list[list[str]]] = {kind: [] for kind in kinds.values()}
     kind, previous = None, ""
     for line in text.splitlines():
@@ -194,7 +196,7 @@ def test_every_preset_composes_to_documented_keys(tables, preset: str) -> None:
     check_same_keys(doc, set(leaves(cfg)), f"experiment={preset}")
 
 
-@pytest.mark.parametrize("kind", ["control", "export", "distill"])
+@pytest.mark.parametrize("kind", ["control", "export", "distill", "instability"])
 def test_control_export_and_distill_keys_are_documented(tables, kind: str) -> None:
     composed = {k: v for k, v in leaves(compose_config(kind)[0]).items()
                 if not in_group(k, GROUP_TABLE_GROUPS)}  # model.*, optimizer.*: group tables

@@ -12,7 +12,7 @@ from experiments.schema import register
 from tests.conftest import PYTHON, ROOT
 
 register()
-ENTRY_POINTS = ("lottery", "control", "export", "distill")
+ENTRY_POINTS = ("lottery", "control", "export", "distill", "instability")
 
 
 def help_text(entry: str) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ class Checkpoint:
     optimizer: dict[str, Any]
     rng: dict[str, Any]
     wall_s: float
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the early-bird window
 
 
 def rng_state() -> dict[str, Any]:
@@ -66,10 +67,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def capture(state: TrainState, model: nn.Module, optimizer_state: dict[str, Any],
-            wall_s: float) -> Checkpoint:
+            wall_s: float, extra: dict[str, Any] | None = None) -> Checkpoint:
     """The checkpoint of ``model`` now, with the current RNG states."""
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    return Checkpoint(state, weights, optimizer_state, rng_state(), wall_s)
+    return Checkpoint(state, weights, optimizer_state, rng_state(), wall_s, extra or {})
 
 
 def pack(round_index: int, span: tuple[int, int], ckpt: Checkpoint) -> dict[str, Any]:
@@ -80,7 +81,7 @@ def pack(round_index: int, span: tuple[int, int], ckpt: Checkpoint) -> dict[str,
         "model": ckpt.model, "optimizer": ckpt.optimizer,
         "train": {"it": s.it, "loss_sum": s.loss_sum.detach().cpu(), "steps": s.steps,
                   "last_loss": s.last_loss, "evals": s.evals},
-        "rng": ckpt.rng,
+        "rng": ckpt.rng, **({"extra": ckpt.extra} if ckpt.extra else {}),
     }
 
 
@@ -107,7 +108,7 @@ def unpack(obj: Any, path: Path, round_index: int, span: tuple[int, int]) -> Che
         if not span[0] < state.it < span[1]:
             raise CheckpointError(f"{path} is at iteration {state.it}, outside the round: {fix}")
         return Checkpoint(state, dict(obj["model"]), obj["optimizer"], obj["rng"],
-                          float(obj.get("wall_s", 0.0)))
+                          float(obj.get("wall_s", 0.0)), dict(obj.get("extra", {})))
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:

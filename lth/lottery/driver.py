@@ -15,7 +15,9 @@ with ``schedule`` round k targets ``schedule[k - 1]`` (see ``LotterySettings``).
 
 A round is begun (``begin_round``: its model at the start state, mask, span, hooks), trained
 (``train_round``) and finished (``finish_round``: files, record, sink). Branches trained beside
-a stored round (``lth.lottery.controls``) go through the same three steps with a ``Branch``.
+a stored round (``lth.lottery.controls``, the copies of ``lth.lottery.instability``) go through
+the same three steps with a ``Branch``. With ``early_bird_every`` round 0 also runs early-bird
+detection (``lth.lottery.early_bird``) as hooks.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from lth.errors import CheckpointError
 from lth.faults import kill_point
 from lth.lottery import checkpoint
 from lth.lottery.checkpoint import Checkpoint
+from lth.lottery.early_bird import EarlyBirdTracker, early_bird_mask
 from lth.lottery.settings import LotterySettings
 from lth.lottery.store import RunStore
 from lth.models.macs import count_macs
@@ -62,11 +65,15 @@ Record = dict[str, Any]
 
 @dataclass(frozen=True)
 class Branch:
-    """A run trained beside a stored round: ``round_<k>/controls/<name>/``, its record in
-    ``controls.jsonl`` with ``fields`` added (the control's name and seed)."""
+    """A run trained beside a stored round: ``round_<k>/<kind>/<name>/``, its record in the
+    kind's JSONL file (``RunStore.branch_log_path``) with ``fields`` added (e.g. the
+    control's name and seed). ``data_seed`` replaces the run's data order (None: the
+    ticket's own, as controls replay it)."""
 
     name: str
     fields: Mapping[str, Any]
+    kind: str = "controls"
+    data_seed: int | None = None
 
 
 @dataclass
@@ -80,6 +87,8 @@ class RoundStart:
     hooks: dict[int, Callable[[nn.Module], None]]
     began: float  # perf_counter() when the round began (earlier by a resumed run's time)
     branch: Branch | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # more record keys, set while training
+    early_bird: EarlyBirdTracker | None = None  # round 0's detector (analysis.early_bird_every)
 
 
 @dataclass
@@ -156,9 +165,11 @@ class Lottery:
         s = self.settings
         prev_mask = self.load_mask(model, k - 1)
         prev_final = self.load_state(model, self.store.final_path(k - 1))
-        rates = layer_rates(model, sorted(prev_mask), s.rates)
-        mask = self.pruner(prev_final, prev_mask, strategy=s.strategy,
-                           densities=s.round_densities(k, rates), seed=s.prune_seed(k))
+        mask = early_bird_mask(self, model) if k == 1 and s.early_bird_ticket else None
+        if mask is None:
+            rates = layer_rates(model, sorted(prev_mask), s.rates)
+            mask = self.pruner(prev_final, prev_mask, strategy=s.strategy,
+                               densities=s.round_densities(k, rates), seed=s.prune_seed(k))
         return mask, self.start_weights(k, model, prev_final)
 
     def begin_round(self, k: int) -> RoundStart:
@@ -167,35 +178,45 @@ class Lottery:
         if self.versions:
             self.store.read_info()  # fail before training, not after, if run.json is damaged
         model = self.initial_model()
-        hooks: dict[int, Callable[[nn.Module], None]] = {}
+        s, hooks, extra = self.settings, {}, {}
+        tracker = None
         if k == 0:
-            s = self.settings
             mask, span = full_mask(model, s.include_bias), Span(0, s.iterations, self.lr_factor)
             hooks[s.rewind_iter] = lambda m: self.store.save_tensors(
                 self.store.rewind_path, m.state_dict())
+            if s.early_bird_every:
+                tracker = EarlyBirdTracker(self, extra)
+                tracker.add_hooks(hooks, span.start, span.end)
         else:
             mask, span = self._prune(k, model)
             apply_mask(model, mask)
-        return RoundStart(k, model, mask, span, hooks, began)
+            if k == 1 and s.early_bird_ticket:
+                extra["early_bird_ticket"] = self.store.early_bird_mask_path.exists()
+        return RoundStart(k, model, mask, span, hooks, began, extra=extra, early_bird=tracker)
 
     # -- checkpoints -------------------------------------------------------------------------
+    def checkpoint_path(self, start: RoundStart) -> Path:
+        """Where the mid-round checkpoint of a begun round (or branch) is kept."""
+        b = start.branch
+        return (self.store.checkpoint_path(start.k) if b is None
+                else self.store.checkpoint_path(start.k, b.name, b.kind))
+
     def load_checkpoint(self, start: RoundStart) -> Checkpoint | None:
-        """The ticket's mid-round checkpoint of ``start.k``, if there is one (not restored)."""
-        path = self.store.checkpoint_path(start.k)
-        if start.branch is not None or not path.exists():
+        """The mid-round checkpoint of ``start``, if there is one (not restored)."""
+        path = self.checkpoint_path(start)
+        if not path.exists():
             return None
         obj = self.store.load(path, f"delete it to restart round {start.k} from its beginning")
         return checkpoint.unpack(obj, path, start.k, (start.span.start, start.span.end))
 
     def save_checkpoint(self, start: RoundStart, ckpt: Checkpoint) -> None:
-        """Store the ticket's mid-round checkpoint of ``start.k``."""
+        """Store the mid-round checkpoint of ``start`` (a round or a branch)."""
         span = (start.span.start, start.span.end)
-        self.store.save(self.store.checkpoint_path(start.k),
-                        checkpoint.pack(start.k, span, ckpt))
+        self.store.save(self.checkpoint_path(start), checkpoint.pack(start.k, span, ckpt))
 
     def loop_options(self, start: RoundStart, desc: str) -> LoopOptions:
-        """Evaluation and (for the ticket, not branches) checkpoint intervals of a round."""
-        every = self.settings.checkpoint_every if start.branch is None else 0
+        """Evaluation and checkpoint intervals of a round or branch."""
+        every = self.settings.checkpoint_every
         return LoopOptions(eval_every=self.settings.eval_every, checkpoint_every=every,
                            progress=self.progress, desc=desc)
 
@@ -206,21 +227,27 @@ class Lottery:
         optimizer = self.make_optimizer(model.parameters())
         ckpt, resume = self.load_checkpoint(start), None
         if ckpt is not None:
-            checkpoint.restore(ckpt, self.store.checkpoint_path(k), k, model,
+            checkpoint.restore(ckpt, self.checkpoint_path(start), k, model,
                                optimizer.load_state_dict)
             resume, start.began = ckpt.state, start.began - ckpt.wall_s
+            if start.early_bird is not None and "early_bird" in ckpt.extra:
+                start.early_bird.load(ckpt.extra["early_bird"])
 
         def save(state: TrainState) -> None:
             wall = time.perf_counter() - start.began
+            extra = {"early_bird": start.early_bird.state()} if start.early_bird else None
             self.save_checkpoint(start, checkpoint.capture(state, model,
-                                                           optimizer.state_dict(), wall))
-            kill_point(f"checkpoint:{k}:{state.it}")
+                                                           optimizer.state_dict(), wall, extra))
+            where = f":{start.branch.kind}:{start.branch.name}" if start.branch else ""
+            kill_point(f"checkpoint:{k}:{state.it}{where}")
 
-        name = f"round {k}" + (f" {start.branch.name}" if start.branch else "")
-        log_curve = start.branch is None
+        branch = start.branch
+        name = f"round {k}" + (f" {branch.name}" if branch else "")
+        log_curve = branch is None
+        seed = branch.data_seed if branch and branch.data_seed is not None else s.data_seed
         return train(
             model, self.data, optimizer, start.span, batch_size=s.batch_size,
-            seed=s.data_seed, mask=start.mask, options=self.loop_options(start, name),
+            seed=seed, mask=start.mask, options=self.loop_options(start, name),
             hooks=start.hooks, resume=resume, on_checkpoint=save,
             on_eval=(lambda it, point: self.sink.log_curve(k, it, point)) if log_curve else None,
         )
@@ -240,6 +267,7 @@ class Lottery:
         }
         if result.val_acc is not None:
             record.update(val_acc=result.val_acc, val_loss=result.val_loss)
+        record.update(start.extra)
         if start.branch is not None:
             record.update(start.branch.fields)
         return record
@@ -258,14 +286,16 @@ class Lottery:
     def finish_round(self, start: RoundStart, result: TrainResult) -> Record:
         """Store the round's (or branch's) files and record (the record last) and log it."""
         k, branch = start.k, start.branch
-        name = branch.name if branch else None
+        name, kind = (branch.name, branch.kind) if branch else (None, "controls")
         record = self.record(start, result)
-        self.store.save_tensors(self.store.mask_path(k, name), start.mask)
-        self.store.save_tensors(self.store.final_path(k, name), start.model.state_dict())
-        self.store.write_text(self.store.curve_path(k, name), json.dumps(result.evals))
+        self.store.save_tensors(self.store.mask_path(k, name, kind), start.mask)
+        self.store.save_tensors(self.store.final_path(k, name, kind), start.model.state_dict())
+        self.store.write_text(self.store.curve_path(k, name, kind), json.dumps(result.evals))
         if branch is not None:
-            self.store.append_control(record)
-            self.sink.log_round(control_metrics(record))
+            self.store.append_branch(kind, record)
+            self.store.remove(self.checkpoint_path(start))
+            if kind == "controls":
+                self.sink.log_round(control_metrics(record))
             return record
         if self.versions:
             self.store.note_round_versions(k, self.versions)

@@ -21,11 +21,18 @@ NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "devi
 # the data files lie does not change the data; resuming from a checkpoint is bit-identical;
 # ``prune.controls`` only adds runs beside the ticket's rounds, so adding a control completes
 # it on the existing run.
+# The stability analyses (``analysis.instability`` and its options, early-bird detection)
+# only add files beside the stored rounds, like ``prune.controls``.
 NON_SEMANTIC_NESTED = ("prune.rounds", "prune.controls", "dataset.root", "dataset.download",
-                       "train.checkpoint_every")
+                       "train.checkpoint_every", "analysis.instability", "analysis.alpha_points",
+                       "analysis.train_samples", "analysis.bn_reset", "analysis.early_bird_every",
+                       "analysis.early_bird_threshold")
 # Nested keys above that do change results when another key is true: a one-shot run prunes
 # straight to the density of ``prune.rounds`` rounds. Format: dotted key -> dotted condition.
-SEMANTIC_WHEN: dict[str, str] = {"prune.rounds": "prune.oneshot"}
+# Early-bird detection decides round 1's mask when ``analysis.early_bird_ticket`` is on.
+SEMANTIC_WHEN: dict[str, str] = {"prune.rounds": "prune.oneshot",
+                                 "analysis.early_bird_every": "analysis.early_bird_ticket",
+                                 "analysis.early_bird_threshold": "analysis.early_bird_ticket"}
 # Keys added after runs were stored: dropped from the hash while they hold the value that
 # reproduces the old behaviour, so adding a key never renames existing runs.
 # Format: dotted key -> default value.
@@ -34,7 +41,11 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "prune.channel_score": "l1",
     "prune.oneshot": False,
     "prune.schedule": [],
+    "analysis.early_bird_ticket": False,
 }
+# Config nodes added after runs were stored: dropped from the hash when nothing of theirs is
+# left in it, so that adding the node never renames existing runs.
+NEW_NODES = ("analysis",)
 
 
 def _get(cfg: dict[str, Any], dotted: str) -> Any:
@@ -67,6 +78,9 @@ def semantic_config(cfg: dict[str, Any]) -> dict[str, Any]:
             out[parent].pop(leaf, None)
     for dotted, default in HASH_NEUTRAL_DEFAULTS.items():
         _drop(out, dotted, default)
+    for node in NEW_NODES:
+        if out.get(node) == {}:
+            del out[node]
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lth.analysis.early_bird import check_threshold
 from lth.errors import ConfigError
 from lth.lottery.seeds import derive_seed
 from lth.pruning import PruneRates, check_strategy, scheduled_densities, target_densities
@@ -29,6 +30,9 @@ class LotterySettings:
     checkpoint_every: int = 0  # iterations between mid-round checkpoints (0: none)
     oneshot: bool = False               # one step from dense to the density of `rounds` rounds
     schedule: tuple[float, ...] = ()    # explicit target density of each round k >= 1
+    early_bird_every: int = 0           # round 0: draw round 1's mask this often (0: off)
+    early_bird_threshold: float = 0.1   # window of 5 masks settled: all distances below it
+    early_bird_ticket: bool = False     # round 1 uses the mask of the early-bird point
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
@@ -50,6 +54,12 @@ class LotterySettings:
             raise ConfigError("prune.retrain=finetune needs prune.finetune_duration > 0it")
         if self.oneshot and self.schedule:
             raise ConfigError("prune.oneshot=true and prune.schedule both set: choose one")
+        check_threshold(self.early_bird_threshold)
+        if self.early_bird_every < 0:
+            raise ConfigError("analysis.early_bird_every is negative; use 0it (off) or more")
+        if self.early_bird_ticket and not self.early_bird_every:
+            raise ConfigError("analysis.early_bird_ticket=true needs analysis.early_bird_every "
+                              "> 0it (how often round 0 draws a mask)")
         steps = (1.0, *self.schedule)
         if not all(0 < b < a for a, b in zip(steps, steps[1:])):
             raise ConfigError(f"prune.schedule={list(self.schedule)} must be densities in "

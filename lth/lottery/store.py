@@ -15,6 +15,11 @@ Layout of a run directory ``<output_root>/<name>/<config hash>/``::
     .lock              held (flock) by the process working on the run; holds its PID
     round_<k>/controls/<control>/{mask.pt,final.pt,curve.json}  a control trained beside it
     controls.jsonl     one JSON object per completed (round, control)
+    round_<k>/instability/copy_<c>/{mask.pt,final.pt,curve.json}  instability copy c (0, 1)
+    round_<k>/instability/interpolation.json  α -> test and train error between the copies
+    instability_copies.jsonl  one JSON object per completed (round, copy)
+    instability.jsonl  one JSON object per analysed round: the barriers (written last)
+    round_<k>/<kind>/<name>/checkpoint.pt  a branch's mid-training state while incomplete
 
 A round is complete when its line is in metrics.jsonl; that line is written last.
 The same holds for a control and its line in controls.jsonl.
@@ -82,26 +87,46 @@ class RunStore:
     def rewind_path(self) -> Path:
         return self.root / "rewind.pt"
 
-    def round_dir(self, k: int, control: str | None = None) -> Path:
-        """``round_<k>/``, or ``round_<k>/controls/<control>/`` for a control of round k."""
+    def round_dir(self, k: int, control: str | None = None, kind: str = "controls") -> Path:
+        """``round_<k>/``, or ``round_<k>/<kind>/<control>/`` for a branch of round k (a
+        control, or an instability copy with ``kind="instability"``)."""
         path = self.root / f"round_{k}"
-        return path / "controls" / control if control else path
+        return path / kind / control if control else path
 
-    def mask_path(self, k: int, control: str | None = None) -> Path:
-        return self.round_dir(k, control) / "mask.pt"
+    def mask_path(self, k: int, control: str | None = None, kind: str = "controls") -> Path:
+        return self.round_dir(k, control, kind) / "mask.pt"
 
-    def final_path(self, k: int, control: str | None = None) -> Path:
-        return self.round_dir(k, control) / "final.pt"
+    def final_path(self, k: int, control: str | None = None, kind: str = "controls") -> Path:
+        return self.round_dir(k, control, kind) / "final.pt"
 
-    def curve_path(self, k: int, control: str | None = None) -> Path:
-        return self.round_dir(k, control) / "curve.json"
+    def curve_path(self, k: int, control: str | None = None, kind: str = "controls") -> Path:
+        return self.round_dir(k, control, kind) / "curve.json"
+
+    @property
+    def early_bird_mask_path(self) -> Path:
+        """Round 1's mask drawn at round 0's early-bird point (``analysis.early_bird_ticket``)."""
+        return self.round_dir(0) / "early_bird_mask.pt"
 
     @property
     def controls_path(self) -> Path:
         return self.root / "controls.jsonl"
 
-    def checkpoint_path(self, k: int) -> Path:
-        return self.round_dir(k) / "checkpoint.pt"
+    def branch_log_path(self, kind: str) -> Path:
+        """The JSONL file of a kind of branch: a branch is complete when its line is there."""
+        return self.controls_path if kind == "controls" else self.root / f"{kind}_copies.jsonl"
+
+    @property
+    def instability_path(self) -> Path:
+        """One line per analysed round: the error barrier of its two instability copies."""
+        return self.root / "instability.jsonl"
+
+    def interpolation_path(self, k: int) -> Path:
+        """Round k's curve of α -> error between its two instability copies."""
+        return self.round_dir(k) / "instability" / "interpolation.json"
+
+    def checkpoint_path(self, k: int, control: str | None = None,
+                        kind: str = "controls") -> Path:
+        return self.round_dir(k, control, kind) / "checkpoint.pt"
 
     @property
     def lock_path(self) -> Path:
@@ -201,7 +226,8 @@ class RunStore:
         """Delete temporary files left by a killed process (call while holding the lock)."""
         for tmp in [*self.root.glob(f".*{TEMP_SUFFIX}"),
                     *self.root.glob(f"round_*/.*{TEMP_SUFFIX}"),
-                    *self.root.glob(f"round_*/controls/*/.*{TEMP_SUFFIX}")]:
+                    *self.root.glob(f"round_*/*/*/.*{TEMP_SUFFIX}"),
+                    *self.root.glob(f"round_*/*/.*{TEMP_SUFFIX}")]:
             tmp.unlink(missing_ok=True)
 
     def pending_rounds(self, last_round: int) -> list[int]:
@@ -223,6 +249,22 @@ class RunStore:
     def append_control(self, record: dict[str, Any]) -> None:
         """Add one control's record; it is complete once the file is renamed into place."""
         self._append_jsonl(self.controls_path, record)
+
+    def read_branches(self, kind: str) -> list[dict[str, Any]]:
+        """The completed branches of ``kind`` (``controls``, ``instability``), in order."""
+        return self._read_jsonl(self.branch_log_path(kind))
+
+    def append_branch(self, kind: str, record: dict[str, Any]) -> None:
+        """Add one branch's record; it is complete once the file is renamed into place."""
+        self._append_jsonl(self.branch_log_path(kind), record)
+
+    def read_instability(self) -> list[dict[str, Any]]:
+        """The analysed rounds' instability records, in order."""
+        return self._read_jsonl(self.instability_path)
+
+    def append_instability(self, record: dict[str, Any]) -> None:
+        """Add one round's instability record (written after its interpolation curve)."""
+        self._append_jsonl(self.instability_path, record)
 
     def _read_jsonl(self, path: Path) -> list[dict[str, Any]]:
         if not path.exists():

@@ -177,6 +177,17 @@ def control_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
     return {"round": record["round"], **row}
 
 
+def instability_metrics(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The W&B row of an instability record: ``round`` plus ``instability/<metric>``
+    (the barriers in percentage points, the spawn iteration, the copies' errors)."""
+    row = {f"instability/{key}": _plain(record[key])
+           for key in ("barrier_test", "barrier_train", "spawn_iter", "density") if key in record}
+    for split in ("test", "train"):
+        for c, err in enumerate(record.get(f"copy_{split}_err", [])):
+            row[f"instability/copy_{c}/{split}_err"] = _plain(err)
+    return {"round": record["round"], **row}
+
+
 class WandbSink:
     """Logs rounds and curves to one W&B run; warns once and goes quiet if W&B fails."""
 
