@@ -32,6 +32,7 @@ from lth.pruning import PruneRates, prune_mask
 from lth.pruning.structured import ChannelPruner, check_granularity
 from lth.tracking import Sink, open_wandb
 from lth.train import parse_duration, step_schedule
+from lth.train.accel import Accel, check_accel
 from lth.train.optim import prefer_fused
 from lth.train.schedule import LRFactor
 
@@ -159,6 +160,14 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
     )
 
 
+def accel_of(cfg: DictConfig) -> Accel:
+    """``train.precision``, ``train.compile`` and ``deterministic`` (defaults where a config
+    stored before these keys existed lacks them)."""
+    return Accel(OmegaConf.select(cfg, "train.precision", default="fp32"),
+                 bool(OmegaConf.select(cfg, "train.compile", default=False)),
+                 bool(OmegaConf.select(cfg, "deterministic", default=False)))
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What every seed of an experiment shares: device, data and how to build things."""
@@ -170,6 +179,7 @@ class Prepared:
     make_model: Callable[[], torch.nn.Module]
     make_optimizer: Callable[..., torch.optim.Optimizer]
     pruner: Callable[..., Any] = prune_mask  # prune_mask's signature
+    accel: Accel = Accel()  # precision, compile, deterministic
 
 
 def prepare(cfg: DictConfig) -> Prepared:
@@ -177,6 +187,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     The checks that need no data come first, so that they fail at once."""
     to_dict(cfg)  # resolves every value: a missing one fails before the data loads
     device = resolve_device(cfg.device)
+    accel = accel_of(cfg)
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
     check_granularity(cfg.prune.granularity, cfg.prune.channel_score)
     check_gamma(cfg.train.gamma)
@@ -188,13 +199,14 @@ def prepare(cfg: DictConfig) -> Prepared:
                           "(the training set size)")
     ipe = n // cfg.train.batch_size
     make_model = model_factory(cfg, data)
+    check_accel(accel, device, make_model(), data.x_train[:2], data.y_train[:2])
     pruner: Callable[..., Any] = prune_mask
     if cfg.prune.granularity == "channel":
         channels = ChannelPruner(make_model, data.x_train[:1].cpu(), cfg.prune.channel_score)
         channels.groups()  # fail now, not after round 0, if the model is unsupported
         pruner = channels
     return Prepared(device, data, ipe, lr_schedule(cfg, ipe), make_model, make_optimizer,
-                    pruner)
+                    pruner, accel)
 
 
 # -- the run: store, sink, lottery ----------------------------------------------------------
@@ -246,4 +258,4 @@ def build(cfg: DictConfig, prep: Prepared, settings: LotterySettings, store: Run
     """The experiment of ``cfg`` over ``store``, logging to ``sink``."""
     return Lottery(settings, prep.data, prep.make_model, prep.make_optimizer, prep.lr_factor,
                    store, sink, prep.device, progress=cfg.progress, pruner=prep.pruner,
-                   versions=versions())
+                   versions=versions(), accel=prep.accel)

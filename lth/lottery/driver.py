@@ -32,7 +32,7 @@ from torch import nn
 
 from lth.data import Dataset
 from lth.errors import CheckpointError
-from lth.faults import kill_point
+from lth.faults import kill_point, with_signal_hook
 from lth.lottery import checkpoint
 from lth.lottery.checkpoint import Checkpoint
 from lth.lottery.settings import LotterySettings
@@ -51,6 +51,7 @@ from lth.pruning import (
 from lth.tracking import Sink
 from lth.tracking.wandb_sink import control_metrics
 from lth.train import LoopOptions, Span, TrainResult, TrainState, constant_schedule, train
+from lth.train.accel import Accel
 from lth.train.schedule import LRFactor
 
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
@@ -85,7 +86,7 @@ class Lottery:
 
     ``pruner`` has ``prune_mask``'s signature (``lth.pruning.structured.ChannelPruner`` for
     channel pruning); ``versions`` (lth version, commit, ...) is noted in run.json for each
-    round this process completes.
+    round this process completes; ``accel``: precision and compilation of the training step.
     """
 
     settings: LotterySettings
@@ -99,6 +100,7 @@ class Lottery:
     progress: bool = False
     pruner: Callable[..., Mask] = prune_mask
     versions: Mapping[str, str] = field(default_factory=dict)
+    accel: Accel = field(default_factory=Accel)
 
     # -- start states ------------------------------------------------------------------------
     def load_state(self, model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
@@ -201,16 +203,17 @@ class Lottery:
         """Train a begun round (resuming from its checkpoint); the model holds the result."""
         s, k, model = self.settings, start.k, start.model
         optimizer = self.make_optimizer(model.parameters())
+        scaler = self.accel.scaler(self.device)
         ckpt, resume = self.load_checkpoint(start), None
         if ckpt is not None:
             checkpoint.restore(ckpt, self.store.checkpoint_path(k), k, model,
-                               optimizer.load_state_dict)
+                               lambda state: checkpoint.load_optimizer(optimizer, scaler, state))
             resume, start.began = ckpt.state, start.began - ckpt.wall_s
 
         def save(state: TrainState) -> None:
             wall = time.perf_counter() - start.began
-            self.save_checkpoint(start, checkpoint.capture(state, model,
-                                                           optimizer.state_dict(), wall))
+            optim = checkpoint.optimizer_state(optimizer, scaler)
+            self.save_checkpoint(start, checkpoint.capture(state, model, optim, wall))
             kill_point(f"checkpoint:{k}:{state.it}")
 
         name = f"round {k}" + (f" {start.branch.name}" if start.branch else "")
@@ -218,7 +221,9 @@ class Lottery:
         return train(
             model, self.data, optimizer, start.span, batch_size=s.batch_size,
             seed=s.data_seed, mask=start.mask, options=self.loop_options(start, name),
-            hooks=start.hooks, resume=resume, on_checkpoint=save,
+            hooks=with_signal_hook(start.hooks, k), resume=resume, accel=self.accel,
+            on_checkpoint=save if start.branch is None else None,
+            scaler=scaler,
             on_eval=(lambda it, point: self.sink.log_curve(k, it, point)) if log_curve else None,
         )
 

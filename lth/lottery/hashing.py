@@ -14,15 +14,16 @@ from typing import Any
 
 # Keys that change where or how a run is logged, not what it computes: not hashed.
 # ``replicas`` trains seeds side by side; each seed's run is the run of that seed alone.
+# ``deterministic`` (like ``device``) chooses kernels, not what is computed.
 NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "device", "hydra",
-                               "replicas"})
+                               "replicas", "deterministic"})
 # Nested keys that do not change the result of any stored round: ``prune.rounds`` only says
 # how far to go, so raising it extends an existing run instead of starting a new one; where
 # the data files lie does not change the data; resuming from a checkpoint is bit-identical;
 # ``prune.controls`` only adds runs beside the ticket's rounds, so adding a control completes
-# it on the existing run.
+# it on the existing run; ``train.compile`` is another way to run the same forward.
 NON_SEMANTIC_NESTED = ("prune.rounds", "prune.controls", "dataset.root", "dataset.download",
-                       "train.checkpoint_every")
+                       "train.checkpoint_every", "train.compile")
 # Nested keys above that do change results when another key is true: a one-shot run prunes
 # straight to the density of ``prune.rounds`` rounds. Format: dotted key -> dotted condition.
 SEMANTIC_WHEN: dict[str, str] = {"prune.rounds": "prune.oneshot"}
@@ -34,6 +35,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "prune.channel_score": "l1",
     "prune.oneshot": False,
     "prune.schedule": [],
+    "train.precision": "fp32",  # bf16 and fp16 round differently: hashed when set
 }
 
 
