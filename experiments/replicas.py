@@ -26,6 +26,9 @@ def check_options(cfg: DictConfig) -> None:
     if cfg.prune.controls:
         raise ConfigError("replicas>1 does not train controls; run prune.controls with "
                           "replicas=1 (or add them later: experiments.control)")
+    if cfg.train.precision != "fp32" or cfg.train.compile:
+        raise ConfigError("replicas>1 trains in fp32 without compile: set train.precision=fp32 "
+                          "and train.compile=false, or replicas=1")
     if cfg.prune.granularity != "weight":
         raise ConfigError("replicas>1 supports prune.granularity=weight only; run channel "
                           "pruning with replicas=1")
