@@ -67,7 +67,11 @@ def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
         except LthError as e:
             if _full_error():
                 raise
-            print(f"error: {e}", file=sys.stderr, flush=True)
+            rank = int(os.environ.get("RANK", "0"))
+            if rank == 0:
+                print(f"error: {e}", file=sys.stderr, flush=True)
+            elif not isinstance(e, ConfigError):  # torchrun: every rank checks the config alike
+                print(f"error (rank {rank}): {e}", file=sys.stderr, flush=True)
             sys.exit(2)
         except Preempted as e:  # the checkpoint is written; Submitit's handler requeues
             print(f"preempted: {e}", file=sys.stderr, flush=True)

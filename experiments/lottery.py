@@ -6,6 +6,7 @@ the run directory ``<output_root>/<name>/<config hash>/``. Rerunning resumes.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -80,6 +81,9 @@ def record_run_dir(store: RunStore) -> None:
 @report_errors
 def main(cfg: DictConfig) -> None:
     from lth.train.preempt import handle_preemption
+
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 prints the table
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's lifetime
 
     with handle_preemption():  # SIGTERM / Submitit's SIGUSR2: checkpoint at once, then exit
         if cfg.replicas == 1:

@@ -52,6 +52,7 @@ from lth.tracking import Sink
 from lth.tracking.wandb_sink import control_metrics
 from lth.train import LoopOptions, Span, TrainResult, TrainState, constant_schedule, train
 from lth.train.accel import Accel
+from lth.train.distributed import Dist, barrier, check_same_mask
 from lth.train.schedule import LRFactor
 
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
@@ -101,6 +102,7 @@ class Lottery:
     pruner: Callable[..., Mask] = prune_mask
     versions: Mapping[str, str] = field(default_factory=dict)
     accel: Accel = field(default_factory=Accel)
+    dist: Dist | None = None  # data parallelism: this rank (store and sink are rank 0's)
 
     # -- start states ------------------------------------------------------------------------
     def load_state(self, model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
@@ -174,6 +176,7 @@ class Lottery:
                 self.store.rewind_path, m.state_dict())
         else:
             mask, span = self._prune(k, model)
+            check_same_mask(mask, self.dist, f"round {k}")
             apply_mask(model, mask)
         return RoundStart(k, model, mask, span, hooks, began)
 
@@ -222,7 +225,7 @@ class Lottery:
             model, self.data, optimizer, start.span, batch_size=s.batch_size,
             seed=s.data_seed, mask=start.mask, options=self.loop_options(start, name),
             hooks=with_signal_hook(start.hooks, k), resume=resume, accel=self.accel,
-            on_checkpoint=save if start.branch is None else None,
+            on_checkpoint=save if start.branch is None else None, dist=self.dist,
             scaler=scaler,
             on_eval=(lambda it, point: self.sink.log_curve(k, it, point)) if log_curve else None,
         )
@@ -257,12 +260,13 @@ class Lottery:
         if branch is not None:
             self.store.append_control(record)
             self.sink.log_round(control_metrics(record))
-            return record
-        if self.versions:
-            self.store.note_round_versions(k, self.versions)
-        self.store.append_metrics(record)
-        self.store.remove(self.store.checkpoint_path(k))
-        self.sink.log_round(record)
+        else:
+            if self.versions:
+                self.store.note_round_versions(k, self.versions)
+            self.store.append_metrics(record)
+            self.store.remove(self.store.checkpoint_path(k))
+            self.sink.log_round(record)
+        barrier(self.dist)  # data parallel: the other ranks read the files rank 0 wrote
         return record
 
     def run_round(self, k: int) -> Record:

@@ -28,6 +28,7 @@ from lth.train.core import (
     run_loop,
     set_lr,
 )
+from lth.train.distributed import Dist
 from lth.train.evaluate import evaluate
 
 # With zero gradient, value and state, these optimizers' update of a weight is exactly zero
@@ -73,15 +74,18 @@ class SingleStepper:
     """The update of one model: cross-entropy on ``batches.batch(it)``, masked gradients.
 
     ``accel`` says how the arithmetic runs (``lth.train.accel``); with fp16, ``scaler`` is the
-    GradScaler whose state the caller checkpoints (one is made when it is not given).
+    GradScaler whose state the caller checkpoints (one is made when it is not given). With
+    ``dist`` this rank trains on its slice of the global batch and the gradients are averaged
+    across ranks (``lth.train.distributed``).
     """
 
     replicas = 1
 
     def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
                  batches: BatchIterator, mask: Mapping[str, torch.Tensor] | None,
-                 accel: Accel = Accel(), scaler: torch.amp.GradScaler | None = None) -> None:
-        self.model, self.optimizer, self.batches = model, optimizer, batches
+                 accel: Accel = Accel(), scaler: torch.amp.GradScaler | None = None,
+                 dist: Dist | None = None) -> None:
+        self.model, self.optimizer, self.batches, self.dist = model, optimizer, batches, dist
         self.params, self.masks = masked_pairs(dict(model.named_parameters()), mask)
         mask_weights_and_state(optimizer, self.params, self.masks)
         self.remask = bool(self.params) and type(optimizer) not in ZERO_PRESERVING
@@ -99,16 +103,18 @@ class SingleStepper:
 
     def step(self, it: int, lr_factor: float) -> torch.Tensor:
         x, y = self.batches.batch(it)
+        if self.dist is not None:
+            x, y = self.dist.shard(x), self.dist.shard(y)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         set_lr(self.optimizer, self.lrs, lr_factor)
         with self.accel.autocast(self.device):
             loss = F.cross_entropy(self.forward(x), y)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is None:
-            loss.backward()
-        else:  # unscaled before masking: the optimizer and scaler see zero pruned gradients
-            self.scaler.scale(loss).backward()
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        if self.dist is not None:  # before unscaling: every rank sees the same inf/NaN
+            loss = self.dist.average(self.model.parameters(), loss.detach())
+        if self.scaler is not None:  # unscaled before masking: zero pruned gradients
             self.scaler.unscale_(self.optimizer)
         if self.params:
             mask_grads(self.params, self.masks)
@@ -147,6 +153,7 @@ def train(
     resume: TrainState | None = None,
     accel: Accel = Accel(),
     scaler: torch.amp.GradScaler | None = None,
+    dist: Dist | None = None,
 ) -> TrainResult:
     """Train ``model`` in place over ``span`` (see ``lth.train.core.run_loop``).
 
@@ -155,7 +162,7 @@ def train(
     ``hooks[it](model)`` runs when ``it`` iterations are done; ``on_eval(it, point)`` gets each
     evaluation; ``on_checkpoint(state)`` is offered every ``options.checkpoint_every``
     iterations and ``resume`` continues from such a state. Raises TrainingError on a
-    non-finite training loss. ``accel`` and ``scaler``: see ``SingleStepper``.
+    non-finite training loss. ``accel``, ``scaler`` and ``dist``: see ``SingleStepper``.
     """
     batches = BatchIterator(data.x_train, data.y_train, batch_size, seed, augment=data.augment)
     callbacks = Callbacks(
@@ -163,7 +170,7 @@ def train(
         on_eval=None if on_eval is None else (lambda _, it, point: on_eval(it, point)),
         on_checkpoint=None if on_checkpoint is None else (lambda states: on_checkpoint(states[0])),
     )
-    stepper = SingleStepper(model, optimizer, batches, mask, accel, scaler)
+    stepper = SingleStepper(model, optimizer, batches, mask, accel, scaler, dist)
     (result,) = run_loop(stepper, data, span, options, callbacks,
                          None if resume is None else [resume])
     return result

@@ -22,7 +22,9 @@ from lth.errors import Preempted
 
 SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGUSR2", None))
                 if s is not None)
-_state: dict[str, Any] = {"signum": None, "previous": {}}
+# signum: the signal the loop acts on; seen: the one this process received. They differ only
+# under data parallelism (``collective``), where the ranks first agree (lth.train.distributed).
+_state: dict[str, Any] = {"signum": None, "seen": None, "previous": {}, "collective": False}
 
 
 def requested() -> int | None:
@@ -30,8 +32,26 @@ def requested() -> int | None:
     return _state["signum"]
 
 
+def seen() -> int | None:
+    """The preemption signal this process received, agreed on or not."""
+    return _state["seen"]
+
+
+def set_collective(on: bool) -> None:
+    """Under data parallelism a signal is acted on only once the ranks agree (``agree``), so
+    that every rank stops at the same iteration."""
+    _state["collective"] = on
+
+
+def agree() -> None:
+    """Some rank received a preemption signal: stop at the next iteration."""
+    _state["signum"] = _state["seen"] or signal.SIGTERM
+
+
 def _handler(signum: int, frame: FrameType | None) -> None:
-    _state["signum"] = signum
+    _state["seen"] = signum
+    if not _state["collective"]:
+        _state["signum"] = signum
 
 
 @contextmanager
@@ -43,13 +63,13 @@ def handle_preemption() -> Iterator[None]:
     except ValueError:  # not the main thread: signals cannot be handled here
         yield
         return
-    _state["previous"], _state["signum"] = previous, None
+    _state.update(previous=previous, signum=None, seen=None)
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-        _state["previous"], _state["signum"] = {}, None
+        _state.update(previous={}, signum=None, seen=None)
 
 
 def raise_if_requested(it: int, desc: str, save: Callable[[], None] | None) -> None:
