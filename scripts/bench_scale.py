@@ -120,6 +120,7 @@ def _cli_wall(ranks: int, iterations: int, threads: int) -> float:
         launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                      f"--nproc_per_node={ranks}"] if ranks > 1 else [sys.executable])
         cmd = [*launcher, "-m", "experiments.lottery", f"output_root={tmp}", "prune.rounds=0",
+               "device=cpu",  # gloo ranks on the CPU, also on a GPU machine
                f"train.duration={iterations}it", "train.eval_every=0it", "progress=false",
                "wandb.mode=disabled", "train.checkpoint_every=0it"]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}

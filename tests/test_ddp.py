@@ -90,7 +90,8 @@ def test_two_ranks_resume_after_a_kill(tmp_path: Path, one_process) -> None:
 @pytest.mark.parametrize("override, message", [
     ("train.batch_size=127", "error: train.batch_size=127 does not split across 2 ranks: use "
                              "a multiple of 2"),
-    ("replicas=2 prune.controls=[]", "error: replicas>1 does not combine with torchrun's ranks: set replicas=1"),
+    ("replicas=2 prune.controls=[]",
+     "error: replicas>1 does not combine with torchrun's ranks: set replicas=1"),
 ])
 def test_bad_input_under_torchrun_is_one_error_line(tmp_path: Path, override: str,
                                                     message: str) -> None:

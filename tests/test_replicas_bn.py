@@ -59,17 +59,21 @@ def bn_stats(model: nn.Module) -> dict[str, torch.Tensor]:
     return {n: b for n, b in model.named_buffers()}
 
 
-@pytest.mark.parametrize("name", [
-    "resnet20", pytest.param("vgg11", marks=pytest.mark.slow)])  # VGG-11 at 32x32: ~15 s
-def test_batchnorm_replicas_equal_their_single_runs(name: str) -> None:
+CUDA = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
+
+
+@pytest.mark.parametrize("name, device", [
+    ("resnet20", "cpu"), pytest.param("vgg11", "cpu", marks=pytest.mark.slow),  # VGG: ~15 s
+    pytest.param("resnet20", "cuda", marks=CUDA), pytest.param("vgg11", "cuda", marks=CUDA)])
+def test_batchnorm_replicas_equal_their_single_runs(name: str, device: str) -> None:
     make, size, batch = MODELS[name]
-    data = images(size)
+    data = images(size).to(torch.device(device))
 
     def fresh(k: int) -> nn.Module:
         torch.manual_seed(k)
-        return make()
+        return make().to(device)
 
-    masks = masks_for(fresh(0))
+    masks = [{n: m.to(device) for n, m in mk.items()} for mk in masks_for(fresh(0))]
     opt = functools.partial(torch.optim.SGD, lr=0.02, momentum=0.9, weight_decay=1e-4)
     span, kw = Span(0, 6, lambda it: 1.0), dict(batch_size=batch, options=LoopOptions(3))
     singles, after_one = [], []
