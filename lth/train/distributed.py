@@ -27,6 +27,8 @@ import torch.distributed as dist
 from lth.errors import TrainingError
 from lth.train import preempt
 
+PREEMPT_EVERY = 16  # iterations between host reads of the all-reduced preemption flag
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -40,10 +42,14 @@ class Dist:
         n = t.shape[0] // self.world
         return t[self.rank * n:(self.rank + 1) * n]
 
-    def average(self, params: Iterable[torch.Tensor], loss: torch.Tensor) -> torch.Tensor:
+    def average(self, params: Iterable[torch.Tensor], loss: torch.Tensor, it: int
+                ) -> torch.Tensor:
         """Average the gradients of ``params`` and ``loss`` (0-d) over the ranks, in place,
         in one all-reduce; agree on preemption (any rank's signal stops every rank at the
-        same iteration). Returns the global batch's mean loss."""
+        same iteration). Returns the global batch's mean loss.
+
+        The preemption flag is read on the host every ``PREEMPT_EVERY`` iterations only (the
+        same ones on every rank): reading it is a device synchronisation."""
         grads = [p.grad for p in params if p.grad is not None]
         flag = torch.tensor([float(preempt.seen() is not None)], device=loss.device)
         flat = torch.cat([g.reshape(-1) for g in grads] + [loss.reshape(1).float(), flag])
@@ -53,7 +59,7 @@ class Dist:
         for g in grads:
             g.copy_(flat[offset:offset + g.numel()].view_as(g))
             offset += g.numel()
-        if flat[-1] > 0:
+        if it % PREEMPT_EVERY == 0 and flat[-1] > 0:
             preempt.agree()
         return flat[-2].to(loss.dtype)
 

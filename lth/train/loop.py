@@ -113,7 +113,7 @@ class SingleStepper:
         self.optimizer.zero_grad(set_to_none=True)
         (loss if self.scaler is None else self.scaler.scale(loss)).backward()
         if self.dist is not None:  # before unscaling: every rank sees the same inf/NaN
-            loss = self.dist.average(self.model.parameters(), loss.detach())
+            loss = self.dist.average(self.model.parameters(), loss.detach(), it)
         if self.scaler is not None:  # unscaled before masking: zero pruned gradients
             self.scaler.unscale_(self.optimizer)
         if self.params:
