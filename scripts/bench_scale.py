@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -114,8 +115,9 @@ def section_6b(device: torch.device, n: tuple[int, int], batch: int, repeats: in
     return {"marginal": {k_: v.as_dict() for k_, v in out.items()}, "_m": out}
 
 
-def _cli_wall(ranks: int, iterations: int, threads: int) -> float:
-    """Wall seconds of the default experiment's round 0 (``iterations``), 1 or 2 processes."""
+def _cli_wall(ranks: int, iterations: int, threads: int) -> tuple[float, float]:
+    """(wall, CPU of all processes) seconds of the default experiment's round 0
+    (``iterations``), 1 process or ``ranks`` gloo ranks."""
     with tempfile.TemporaryDirectory() as tmp:
         launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                      f"--nproc_per_node={ranks}"] if ranks > 1 else [sys.executable])
@@ -124,18 +126,26 @@ def _cli_wall(ranks: int, iterations: int, threads: int) -> float:
                f"train.duration={iterations}it", "train.eval_every=0it", "progress=false",
                "wandb.mode=disabled", "train.checkpoint_every=0it"]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _children_cpu()
         subprocess.run(cmd, cwd=tmp, env=env, check=True, capture_output=True)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, _children_cpu() - cpu
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def section_6c(n: tuple[int, int], threads: int) -> dict:
-    """Marginal wall time per iteration, 1 process vs 2 gloo ranks (start-up cancels)."""
+    """Marginal time per iteration, 1 process vs 2 gloo ranks (start-up cancels): wall, and
+    CPU summed over the processes."""
     out = {}
     for ranks in (1, 2):
-        t1, t2 = _cli_wall(ranks, n[0], threads), _cli_wall(ranks, n[1], threads)
-        out[f"ranks_{ranks}"] = {"wall_s": [round(t1, 2), round(t2, 2)],
-                                 "marginal_us": round((t2 - t1) / (n[1] - n[0]) * 1e6, 1)}
+        (w1, c1), (w2, c2) = _cli_wall(ranks, n[0], threads), _cli_wall(ranks, n[1], threads)
+        out[f"ranks_{ranks}"] = {"wall_s": [round(w1, 2), round(w2, 2)],
+                                 "cpu_s": [round(c1, 2), round(c2, 2)],
+                                 "marginal_us": round((w2 - w1) / (n[1] - n[0]) * 1e6, 1),
+                                 "marginal_cpu_us": round((c2 - c1) / (n[1] - n[0]) * 1e6, 1)}
     return out
 
 
@@ -147,14 +157,20 @@ def section_6d(device: torch.device, n: tuple[int, int], repeats: int) -> dict:
     m = compare({"single": bench_training.lottery_round0(make, [0], device),
                  "replicas": bench_training.lottery_round0(make, seeds, device)},
                 *n, repeats)
-    single_s, group_s = m["single"].wall_us / 1e6, m["replicas"].wall_us / 1e6
     its, rounds, s = FIGURE["iterations"], FIGURE["rounds"], FIGURE["seeds"]
     ticket_runs, control_runs = (rounds + 1) * its, rounds * its  # per seed
-    lth_s = ticket_runs * group_s + s * control_runs * single_s
-    one_at_a_time_s = s * (ticket_runs + control_runs) * single_s
+    est = {}
+    for kind in ("wall", "cpu"):
+        single_s = getattr(m["single"], f"{kind}_us") / 1e6
+        group_s = getattr(m["replicas"], f"{kind}_us") / 1e6
+        lth_s = ticket_runs * group_s + s * control_runs * single_s
+        est[kind] = (round(lth_s / 60, 1), round(s * (ticket_runs + control_runs) * single_s
+                                                 / 60, 1))
     return {"marginal": {k: v.as_dict() for k, v in m.items()},
-            "estimate_lth_replicas_min": round(lth_s / 60, 1),
-            "estimate_one_run_at_a_time_min": round(one_at_a_time_s / 60, 1),
+            "estimate_lth_replicas_min": est["wall"][0],
+            "estimate_one_run_at_a_time_min": est["wall"][1],
+            "estimate_from_cpu_time_min": {"lth_replicas": est["cpu"][0],
+                                           "one_run_at_a_time": est["cpu"][1]},
             "assumes": "per-iteration marginal incl. evaluation every "
                        f"{n[1] - n[0]} it; tickets of 5 seeds as replicas=5; random_reinit "
                        "controls one at a time (replicas refuse controls); start-up, "
@@ -167,7 +183,8 @@ def rows_for(report: dict, k: int, ratio_row) -> list:  # noqa: ANN001 - benchma
     a = report.get("6a")
     if a:
         m: dict[str, Marginal] = a["_m"]
-        ratio_row(rows, "6a ResNet-20 b128: lth fp32 / bare fp32 loop", m["lth_fp32"],
+        batch = report["sizes"]["batch"]
+        ratio_row(rows, f"6a ResNet-20 b{batch}: lth fp32 / bare fp32 loop", m["lth_fp32"],
                   m["bare_fp32"], "<= 1.10x")
         ratio_row(rows, "6a ResNet-20: lth fp32 / lth bf16 (speed-up)", m["lth_fp32"],
                   m["lth_bf16"], "info (GPU: not measured)")
@@ -176,19 +193,24 @@ def rows_for(report: dict, k: int, ratio_row) -> list:  # noqa: ANN001 - benchma
                       m["lth_fp32"], m["lth_bf16_compile"], ">= 1.5x on GPU (not measured)")
     b = report.get("6b")
     if b:
-        ratio_row(rows, f"6b ResNet-20 replicas={k} / {k} sequential (throughput)",
+        ratio_row(rows, f"6b ResNet-20 b{report['sizes']['replica_batch']} replicas={k} / {k} "
+                  "sequential (throughput)",
                   b["_m"]["single"], b["_m"]["replicas"], ">= 1.5x CPU, >= 4x GPU", scale=k,
                   names=("1 run ", f"{k} replicas "))
     c = report.get("6c")
     if c:
-        one, two = c["ranks_1"]["marginal_us"], c["ranks_2"]["marginal_us"]
+        one, two = c["ranks_1"], c["ranks_2"]
         rows.append(("6c DDP gloo 2 ranks vs 1 process (default experiment)",
-                     f"{one:.0f} us/it vs {two:.0f} us/it", f"{one / two:.2f}x", "report"))
+                     f"{one['marginal_us']:.0f} vs {two['marginal_us']:.0f} us/it (cpu, all "
+                     f"ranks: {one['marginal_cpu_us']:.0f} vs {two['marginal_cpu_us']:.0f})",
+                     f"{one['marginal_us'] / two['marginal_us']:.2f}x", "report"))
     d = report.get("6d")
     if d:
         rows.append(("6d LeNet-300-100 figure (21x50K it, +reinit, 5 seeds), estimated",
                      f"lth {d['estimate_lth_replicas_min']} min; one run at a time "
-                     f"{d['estimate_one_run_at_a_time_min']} min", "",
+                     f"{d['estimate_one_run_at_a_time_min']} min (from cpu time: "
+                     f"{d['estimate_from_cpu_time_min']['lth_replicas']} / "
+                     f"{d['estimate_from_cpu_time_min']['one_run_at_a_time']} min)", "",
                      "< 15 min on one GPU (GPU: not measured)"))
     return rows
 
@@ -201,11 +223,15 @@ def strip(report: dict) -> dict:
 
 def run(device: torch.device, quick: bool, repeats: int, threads: int, k: int) -> dict:
     """Every part of section 6; sizes small with ``quick``."""
-    n = (1, 3) if quick else (2, 6)
+    n = (1, 3)
     batch = 32 if quick else BATCH
-    report = {"6a": section_6a(device, n, batch, repeats),
-              "6b": section_6b(device, n, batch, repeats, k)}
-    report["6c"] = section_6c((100, 300) if quick else (500, 2500), threads)
+    # replicas=8 at batch 128 is 8 x 128 ResNet-20 samples a step: on a CPU that alone is
+    # minutes a repeat, so the CPU run compares them at batch 32 (batch 128 on CUDA).
+    replica_batch = BATCH if device.type == "cuda" else 32
+    report: dict = {"sizes": {"iterations": n, "batch": batch, "replicas": k,
+                              "replica_batch": replica_batch}}
+    report["6a"] = section_6a(device, n, batch, repeats)
+    report["6b"] = section_6b(device, n, replica_batch, repeats, k)
+    report["6c"] = section_6c((100, 300) if quick else (1000, 3000), threads)
     report["6d"] = section_6d(device, (100, 300) if quick else (300, 1300), repeats)
-    report["sizes"] = {"iterations": n, "batch": batch, "replicas": k}
     return report
