@@ -74,7 +74,8 @@ def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
                 print(f"error (rank {rank}): {e}", file=sys.stderr, flush=True)
             sys.exit(2)
         except Preempted as e:  # the checkpoint is written; Submitit's handler requeues
-            print(f"preempted: {e}", file=sys.stderr, flush=True)
+            if int(os.environ.get("RANK", "0")) == 0:  # torchrun: every rank stops alike
+                print(f"preempted: {e}", file=sys.stderr, flush=True)
             e.forward()
             sys.exit(128 + e.signum)
         except KeyboardInterrupt:
