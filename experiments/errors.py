@@ -15,7 +15,7 @@ from hydra.errors import HydraException, MissingConfigException
 from hydra.utils import get_method
 from omegaconf.errors import OmegaConfBaseException
 
-from lth.errors import ConfigError, LthError
+from lth.errors import ConfigError, LthError, Preempted
 
 # HYDRA_FULL_ERROR as the user set it: run_cli sets HYDRA_FULL_ERROR=1 itself.
 _USER_FULL_ERROR = "LTH_USER_HYDRA_FULL_ERROR"
@@ -67,8 +67,17 @@ def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
         except LthError as e:
             if _full_error():
                 raise
-            print(f"error: {e}", file=sys.stderr, flush=True)
+            rank = int(os.environ.get("RANK", "0"))
+            if rank == 0:
+                print(f"error: {e}", file=sys.stderr, flush=True)
+            elif not isinstance(e, ConfigError):  # torchrun: every rank checks the config alike
+                print(f"error (rank {rank}): {e}", file=sys.stderr, flush=True)
             sys.exit(2)
+        except Preempted as e:  # the checkpoint is written; Submitit's handler requeues
+            if int(os.environ.get("RANK", "0")) == 0:  # torchrun: every rank stops alike
+                print(f"preempted: {e}", file=sys.stderr, flush=True)
+            e.forward()
+            sys.exit(128 + e.signum)
         except KeyboardInterrupt:
             print("interrupted: completed rounds are kept; rerun the same command to resume",
                   file=sys.stderr)

@@ -6,6 +6,7 @@ the run directory ``<output_root>/<name>/<config hash>/``. Rerunning resumes.
 
 from __future__ import annotations
 
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -105,12 +106,18 @@ def record_run_dir(store: RunStore) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    if cfg.replicas == 1:
-        stores = [run(cfg)]
-    else:
-        from experiments.replicas import run_replicas
+    from lth.train.preempt import handle_preemption
 
-        stores = run_replicas(cfg)
+    if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 prints the table
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's lifetime
+
+    with handle_preemption():  # SIGTERM / Submitit's SIGUSR2: checkpoint at once, then exit
+        if cfg.replicas == 1:
+            stores = [run(cfg)]
+        else:
+            from experiments.replicas import run_replicas
+
+            stores = run_replicas(cfg)
     for store in stores:
         record_run_dir(store)
         print(f"run directory: {store.root}")

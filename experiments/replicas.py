@@ -32,6 +32,9 @@ def check_options(cfg: DictConfig) -> None:
     if cfg.analysis.instability:
         raise ConfigError("replicas>1 does not run analysis.instability; add it afterwards "
                           "to each seed's run: python -m experiments.instability run_dir=<dir>")
+    if cfg.train.precision != "fp32" or cfg.train.compile:
+        raise ConfigError("replicas>1 trains in fp32 without compile: set train.precision=fp32 "
+                          "and train.compile=false, or replicas=1")
     if cfg.prune.granularity != "weight":
         raise ConfigError("replicas>1 supports prune.granularity=weight only; run channel "
                           "pruning with replicas=1")

@@ -23,6 +23,8 @@ class TrainSchema:
     warmup: str = "0it"               # linear warmup duration
     # mid-round checkpoint interval (duration; "0it" = only the round's end); not hashed
     checkpoint_every: str = "500it"
+    precision: str = "fp32"           # fp32 | bf16 | fp16 (autocast; fp16 with a GradScaler)
+    compile: bool = False             # torch.compile the model's forward; not hashed
 
 
 @dataclass
@@ -107,6 +109,7 @@ class LotterySchema:
     seed: int = 0                     # the one seed: init, data order, pruning derive from it
     output_root: str = "runs"         # root of the run store
     device: str = "auto"              # auto | cpu | cuda | cuda:<i>
+    deterministic: bool = False       # deterministic algorithms (exact GPU resume); not hashed
     progress: bool = True             # progress bar during training
     replicas: int = 1                 # seeds seed..seed+replicas-1 trained together (vmap)
     model: Any = MISSING              # a _target_ node from conf/model

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -27,11 +28,13 @@ from experiments.versions import versions, warn_if_other_version
 from lth.data import Dataset, load_dataset
 from lth.errors import ConfigError, LthError
 from lth.lottery import Lottery, LotterySettings, RunStore
+from lth.lottery.follower import FollowerStore
 from lth.lottery.lock import RunLock
 from lth.pruning import PruneRates, prune_mask
 from lth.pruning.structured import ChannelPruner, check_granularity
 from lth.tracking import Sink, open_wandb
-from lth.train import parse_duration, step_schedule
+from lth.train import distributed, parse_duration, step_schedule
+from lth.train.accel import Accel, check_accel
 from lth.train.optim import prefer_fused
 from lth.train.schedule import LRFactor
 
@@ -161,6 +164,27 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
     )
 
 
+def data_parallel(cfg: DictConfig, device: torch.device) -> distributed.Dist | None:
+    """This rank under torchrun (process group initialised), checked against the config;
+    None for one process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and OmegaConf.select(cfg, "replicas", default=1) != 1:
+        raise ConfigError("replicas>1 does not combine with torchrun's ranks: set replicas=1 "
+                          "(each rank then trains a slice of one seed's batch)")
+    if world > 1 and cfg.train.batch_size % world:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} does not split across "
+                          f"{world} ranks: use a multiple of {world} (it is the global batch)")
+    return distributed.from_env(device.type)
+
+
+def accel_of(cfg: DictConfig) -> Accel:
+    """``train.precision``, ``train.compile`` and ``deterministic`` (defaults where a config
+    stored before these keys existed lacks them)."""
+    return Accel(OmegaConf.select(cfg, "train.precision", default="fp32"),
+                 bool(OmegaConf.select(cfg, "train.compile", default=False)),
+                 bool(OmegaConf.select(cfg, "deterministic", default=False)))
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What every seed of an experiment shares: device, data and how to build things."""
@@ -172,13 +196,17 @@ class Prepared:
     make_model: Callable[[], torch.nn.Module]
     make_optimizer: Callable[..., torch.optim.Optimizer]
     pruner: Callable[..., Any] = prune_mask  # prune_mask's signature
+    accel: Accel = Accel()  # precision, compile, deterministic
+    dist: distributed.Dist | None = None  # this rank, under torchrun
 
 
 def prepare(cfg: DictConfig) -> Prepared:
     """Check the config, load the data and build the factories and pruner (no files written).
     The checks that need no data come first, so that they fail at once."""
     to_dict(cfg)  # resolves every value: a missing one fails before the data loads
-    device = resolve_device(cfg.device)
+    device = resolve_device(distributed.local_device(cfg.device))
+    accel = accel_of(cfg)
+    dist = data_parallel(cfg, device)
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
     check_granularity(cfg.prune.granularity, cfg.prune.channel_score)
     check_gamma(cfg.train.gamma)
@@ -190,21 +218,25 @@ def prepare(cfg: DictConfig) -> Prepared:
                           "(the training set size)")
     ipe = n // cfg.train.batch_size
     make_model = model_factory(cfg, data)
+    check_accel(accel, device, make_model(), data.x_train[:2], data.y_train[:2])
     pruner: Callable[..., Any] = prune_mask
     if cfg.prune.granularity == "channel":
         channels = ChannelPruner(make_model, data.x_train[:1].cpu(), cfg.prune.channel_score)
         channels.groups()  # fail now, not after round 0, if the model is unsupported
         pruner = channels
     return Prepared(device, data, ipe, lr_schedule(cfg, ipe), make_model, make_optimizer,
-                    pruner)
+                    pruner, accel, dist)
 
 
 # -- the run: store, sink, lottery ----------------------------------------------------------
 def open_store(cfg: DictConfig, settings: LotterySettings, locks: ExitStack) -> RunStore:
     """The run store of ``cfg``, locked for this process until ``locks`` closes, created with
     its config.yaml and run.json if new (else one warning line if another lth version made
-    it). A second process on the same run directory stops here with a one-line message."""
+    it). A second process on the same run directory stops here with a one-line message.
+    Under torchrun, ranks > 0 get a FollowerStore over the same directory (rank 0 writes)."""
     store = RunStore.for_config(cfg.output_root, cfg.name, to_dict(cfg))
+    if (d := distributed.current()) is not None and d.rank > 0:
+        return FollowerStore(store.root)
     store.prepare()
     locks.enter_context(RunLock(store.lock_path))
     store.remove_temporaries()
@@ -227,8 +259,11 @@ def open_sink(cfg: DictConfig, store: RunStore, closing: ExitStack) -> Sink:
     Each process writes its own offline W&B folder; replaying makes the newest one complete
     (``wandb sync`` of it then holds every round).
     """
+    from lth.tracking import NullSink
     from lth.tracking.wandb_sink import control_metrics, instability_metrics
 
+    if (d := distributed.current()) is not None and d.rank > 0:
+        return NullSink()  # rank 0 logs
     sink = open_wandb(
         mode=cfg.wandb.mode, project=cfg.wandb.project, group=cfg.name,
         name=f"{cfg.name}-{store.root.name}-s{cfg.seed}", run_id=f"{cfg.name}-{store.root.name}",
@@ -250,4 +285,4 @@ def build(cfg: DictConfig, prep: Prepared, settings: LotterySettings, store: Run
     """The experiment of ``cfg`` over ``store``, logging to ``sink``."""
     return Lottery(settings, prep.data, prep.make_model, prep.make_optimizer, prep.lr_factor,
                    store, sink, prep.device, progress=cfg.progress, pruner=prep.pruner,
-                   versions=versions())
+                   versions=versions(), accel=prep.accel, dist=prep.dist)

@@ -31,3 +31,19 @@ class StorageError(LthError):
 
 class LockError(LthError):
     """Another process is working on the same run directory."""
+
+
+class Preempted(BaseException):
+    """Training stopped on a preemption signal (SIGTERM, Submitit's SIGUSR2) after writing its
+    checkpoint. A BaseException, like KeyboardInterrupt: nothing on the way out mistakes it for
+    an error of the run. Entry points print the message, call ``previous`` (the handler that
+    was installed before lth's, e.g. Submitit's requeue) and exit 128 + ``signum``."""
+
+    def __init__(self, signum: int, it: int, message: str, previous: object = None) -> None:
+        super().__init__(message)
+        self.signum, self.it, self.previous = signum, it, previous
+
+    def forward(self) -> None:
+        """Hand the signal to the handler that was installed before lth's, if any."""
+        if callable(self.previous):
+            self.previous(self.signum, None)

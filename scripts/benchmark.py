@@ -11,7 +11,9 @@
 2. masks: a pruned round against the dense round (lth), and masking strategies by hand;
 3. replicas: ``replicas=8`` against 8 sequential runs (the default mnist1d experiment);
 4. start-up: ``--help``, composing the config, what ``import lth`` loads;
-5. the default experiment's wall time and one round of the LeNet-300-100 preset.
+5. the default experiment's wall time and one round of the LeNet-300-100 preset;
+6. scale (scripts/bench_scale.py): ResNet-20 against a bare loop, bf16 and compile, replicas of
+   ResNet-20, DDP 2 ranks against 1, the LeNet-300-100 figure's wall time estimated.
 
 Marginal = (t(n2) - t(n1)) / (n2 - n1): start-up cancels. Compared variants alternate and
 each ratio is the median of per-repeat ratios (see scripts/bench_timing.py); wall and process
@@ -32,7 +34,7 @@ from pathlib import Path
 import torch
 
 from lth.files import write_text
-from scripts import bench_cli, bench_training
+from scripts import bench_cli, bench_scale, bench_training
 from scripts.bench_timing import Marginal, compare, ratio
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -236,7 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=None, help="repeats (default 3; quick 1)")
     p.add_argument("--lenet-full", type=int, default=None, metavar="ITERS",
                    help="also run the LeNet preset round for ITERS iterations (e.g. 50000)")
-    p.add_argument("--skip", default="", help="comma list of sections to skip: 12,3,45")
+    p.add_argument("--skip", default="", help="comma list of sections to skip: 12,3,45,6")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default: "
                    "results/benchmarks/benchmark-<device>-<threads>t-<date>.json)")
     args = p.parse_args(argv)
@@ -254,6 +256,10 @@ def main(argv: list[str] | None = None) -> dict:
         report["target3"] = target_3(s, device, repeats, rows)
     if "45" not in skip:
         report.update(targets_4_5(s, args.threads, rows, args.lenet_full))
+    if "6" not in skip:
+        scale = bench_scale.run(device, args.quick, repeats, args.threads, K)
+        rows += bench_scale.rows_for(scale, K, _ratio_row)
+        report["target6"] = bench_scale.strip(scale)
     report["machine"]["loadavg_end"] = list(os.getloadavg())
     report["table"] = rows
     print_table(rows)

@@ -20,7 +20,7 @@ def test_benchmark_quick_runs_and_writes_json(tmp_path) -> None:
     report = json.loads(out.read_text())
     assert report["machine"]["torch_threads"] == 1 and report["quick"] is True
     for key in ("target1", "target2", "target3", "target4", "target5_default",
-                "target5_lenet"):
+                "target5_lenet", "target6"):
         assert key in report, key
     assert report["target3"]["fidelity"]["init_identical"] is True
     assert report["mask_strategies_exact_zeros"]["grad"] is True

@@ -133,3 +133,23 @@ def restore(ckpt: Checkpoint, path: Path, round_index: int, model: nn.Module,
         model.load_state_dict(ckpt.model)
         load_optimizer(ckpt.optimizer)
         set_rng_state(ckpt.rng)
+
+
+SCALER_KEY = "grad_scaler"  # fp16's GradScaler state, kept beside the optimizer's
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer,
+                    scaler: torch.amp.GradScaler | None) -> dict[str, Any]:
+    """The optimizer's state dict, with the GradScaler's state (scale, growth tracker)."""
+    state = optimizer.state_dict()
+    if scaler is not None:
+        state = {**state, SCALER_KEY: scaler.state_dict()}
+    return state
+
+
+def load_optimizer(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None,
+                   state: dict[str, Any]) -> None:
+    """Restore what ``optimizer_state`` returned (KeyError when the scaler's is missing)."""
+    optimizer.load_state_dict({k: v for k, v in state.items() if k != SCALER_KEY})
+    if scaler is not None:
+        scaler.load_state_dict(state[SCALER_KEY])

@@ -34,7 +34,7 @@ from torch import nn
 
 from lth.data import Dataset
 from lth.errors import CheckpointError
-from lth.faults import kill_point
+from lth.faults import kill_point, with_signal_hook
 from lth.lottery import checkpoint
 from lth.lottery.checkpoint import Checkpoint
 from lth.lottery.early_bird import EarlyBirdTracker, early_bird_mask
@@ -57,6 +57,8 @@ from lth.pruning.structured import ChannelPruner
 from lth.tracking import Sink
 from lth.tracking.wandb_sink import control_metrics
 from lth.train import LoopOptions, Span, TrainResult, TrainState, constant_schedule, train
+from lth.train.accel import Accel
+from lth.train.distributed import Dist, barrier, check_same_mask
 from lth.train.schedule import LRFactor
 
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
@@ -97,7 +99,7 @@ class Lottery:
 
     ``pruner`` has ``prune_mask``'s signature (``lth.pruning.structured.ChannelPruner`` for
     channel pruning); ``versions`` (lth version, commit, ...) is noted in run.json for each
-    round this process completes.
+    round this process completes; ``accel``: precision and compilation of the training step.
     """
 
     settings: LotterySettings
@@ -111,6 +113,8 @@ class Lottery:
     progress: bool = False
     pruner: Callable[..., Mask] = prune_mask
     versions: Mapping[str, str] = field(default_factory=dict)
+    accel: Accel = field(default_factory=Accel)
+    dist: Dist | None = None  # data parallelism: this rank (store and sink are rank 0's)
 
     # -- start states ------------------------------------------------------------------------
     def load_state(self, model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
@@ -189,6 +193,7 @@ class Lottery:
                 tracker.add_hooks(hooks, span.start, span.end)
         else:
             mask, span = self._prune(k, model)
+            check_same_mask(mask, self.dist, f"round {k}")
             apply_mask(model, mask)
             if k == 1 and s.early_bird_ticket:
                 extra["early_bird_ticket"] = self.store.early_bird_mask_path.exists()
@@ -225,10 +230,11 @@ class Lottery:
         """Train a begun round (resuming from its checkpoint); the model holds the result."""
         s, k, model = self.settings, start.k, start.model
         optimizer = self.make_optimizer(model.parameters())
+        scaler = self.accel.scaler(self.device)
         ckpt, resume = self.load_checkpoint(start), None
         if ckpt is not None:
             checkpoint.restore(ckpt, self.checkpoint_path(start), k, model,
-                               optimizer.load_state_dict)
+                               lambda state: checkpoint.load_optimizer(optimizer, scaler, state))
             resume, start.began = ckpt.state, start.began - ckpt.wall_s
             if start.early_bird is not None and "early_bird" in ckpt.extra:
                 start.early_bird.load(ckpt.extra["early_bird"])
@@ -236,8 +242,8 @@ class Lottery:
         def save(state: TrainState) -> None:
             wall = time.perf_counter() - start.began
             extra = {"early_bird": start.early_bird.state()} if start.early_bird else None
-            self.save_checkpoint(start, checkpoint.capture(state, model,
-                                                           optimizer.state_dict(), wall, extra))
+            optim = checkpoint.optimizer_state(optimizer, scaler)
+            self.save_checkpoint(start, checkpoint.capture(state, model, optim, wall, extra))
             where = f":{start.branch.kind}:{start.branch.name}" if start.branch else ""
             kill_point(f"checkpoint:{k}:{state.it}{where}")
 
@@ -248,7 +254,8 @@ class Lottery:
         return train(
             model, self.data, optimizer, start.span, batch_size=s.batch_size,
             seed=seed, mask=start.mask, options=self.loop_options(start, name),
-            hooks=start.hooks, resume=resume, on_checkpoint=save,
+            hooks=with_signal_hook(start.hooks, k), resume=resume, accel=self.accel,
+            on_checkpoint=save, dist=self.dist, scaler=scaler,
             on_eval=(lambda it, point: self.sink.log_curve(k, it, point)) if log_curve else None,
         )
 
@@ -296,12 +303,13 @@ class Lottery:
             self.store.remove(self.checkpoint_path(start))
             if kind == "controls":
                 self.sink.log_round(control_metrics(record))
-            return record
-        if self.versions:
-            self.store.note_round_versions(k, self.versions)
-        self.store.append_metrics(record)
-        self.store.remove(self.store.checkpoint_path(k))
-        self.sink.log_round(record)
+        else:
+            if self.versions:
+                self.store.note_round_versions(k, self.versions)
+            self.store.append_metrics(record)
+            self.store.remove(self.store.checkpoint_path(k))
+            self.sink.log_round(record)
+        barrier(self.dist)  # data parallel: the other ranks read the files rank 0 wrote
         return record
 
     def run_round(self, k: int) -> Record:

@@ -14,19 +14,20 @@ from typing import Any
 
 # Keys that change where or how a run is logged, not what it computes: not hashed.
 # ``replicas`` trains seeds side by side; each seed's run is the run of that seed alone.
+# ``deterministic`` (like ``device``) chooses kernels, not what is computed.
 NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "device", "hydra",
-                               "replicas"})
+                               "replicas", "deterministic"})
 # Nested keys that do not change the result of any stored round: ``prune.rounds`` only says
 # how far to go, so raising it extends an existing run instead of starting a new one; where
 # the data files lie does not change the data; resuming from a checkpoint is bit-identical;
 # ``prune.controls`` only adds runs beside the ticket's rounds, so adding a control completes
-# it on the existing run.
+# it on the existing run; ``train.compile`` is another way to run the same forward.
 # The stability analyses (``analysis.instability`` and its options, early-bird detection)
 # only add files beside the stored rounds, like ``prune.controls``.
 NON_SEMANTIC_NESTED = ("prune.rounds", "prune.controls", "dataset.root", "dataset.download",
-                       "train.checkpoint_every", "analysis.instability", "analysis.alpha_points",
-                       "analysis.train_samples", "analysis.bn_reset", "analysis.early_bird_every",
-                       "analysis.early_bird_threshold")
+                       "train.checkpoint_every", "train.compile", "analysis.instability",
+                       "analysis.alpha_points", "analysis.train_samples", "analysis.bn_reset",
+                       "analysis.early_bird_every", "analysis.early_bird_threshold")
 # Nested keys above that do change results when another key is true: a one-shot run prunes
 # straight to the density of ``prune.rounds`` rounds. Format: dotted key -> dotted condition.
 # Early-bird detection decides round 1's mask when ``analysis.early_bird_ticket`` is on.
@@ -42,6 +43,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "prune.oneshot": False,
     "prune.schedule": [],
     "analysis.early_bird_ticket": False,
+    "train.precision": "fp32",  # bf16 and fp16 round differently: hashed when set
 }
 # Config nodes added after runs were stored: dropped from the hash when nothing of theirs is
 # left in it, so that adding the node never renames existing runs.

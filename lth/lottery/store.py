@@ -244,11 +244,7 @@ class RunStore:
 
     def read_controls(self) -> list[dict[str, Any]]:
         """The completed controls' records (each with ``round`` and ``control``), in order."""
-        return self._read_jsonl(self.controls_path)
-
-    def append_control(self, record: dict[str, Any]) -> None:
-        """Add one control's record; it is complete once the file is renamed into place."""
-        self._append_jsonl(self.controls_path, record)
+        return self.read_branches("controls")
 
     def read_branches(self, kind: str) -> list[dict[str, Any]]:
         """The completed branches of ``kind`` (``controls``, ``instability``), in order."""

@@ -7,7 +7,8 @@ stepper: one model (``lth.train.loop``), K stacked replicas (``lth.train.replica
 student learning from a teacher (``lth.train.distill``).
 
 Iterations are the unit of time. At iteration ``it`` the loop, in this order: offers a
-checkpoint (every ``checkpoint_every``, never at the first or last iteration), runs the hook of
+checkpoint (every ``checkpoint_every``, never at the first or last iteration; at once when a
+preemption signal came, then stops: ``lth.train.preempt``), runs the hook of
 ``it``, evaluates (at ``span.start`` and every ``eval_every``), then takes the step of ``it``
 with the learning-rate factor ``span.lr(it)``. At ``span.end`` it runs the last hook and
 evaluates once more.
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from lth.data import Dataset
 from lth.errors import TrainingError
+from lth.train import preempt
 from lth.train.schedule import LRFactor
 
 Hook = Callable[[list[nn.Module]], None]  # sees every replica's current weights
@@ -201,6 +203,15 @@ def _eval_points(stepper: Stepper, data: Dataset, it: int,
     return points
 
 
+def _saver(callbacks: Callbacks, tally: _Tally, span: Span, it: int
+           ) -> Callable[[], None] | None:
+    """What writes the checkpoint of iteration ``it`` on preemption (None: nothing to keep)."""
+    save = callbacks.on_checkpoint
+    if save is None or it == span.start:
+        return None
+    return lambda: save(tally.states(it))
+
+
 def run_loop(stepper: Stepper, data: Dataset, span: Span, options: LoopOptions = LoopOptions(),
              callbacks: Callbacks = Callbacks(),
              resume: Sequence[TrainState] | None = None) -> list[TrainResult]:
@@ -226,6 +237,8 @@ def run_loop(stepper: Stepper, data: Dataset, span: Span, options: LoopOptions =
     for it in range(first, span.end):
         if save_every and it % save_every == 0 and it != first:
             callbacks.on_checkpoint(tally.states(it))  # type: ignore[misc]
+        if preempt.requested() is not None:
+            preempt.raise_if_requested(it, options.desc, _saver(callbacks, tally, span, it))
         if it in hooks:
             hooks.pop(it)(stepper.models())
         if it == span.start or (options.eval_every and it % options.eval_every == 0):
