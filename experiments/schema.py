@@ -27,7 +27,9 @@ class TrainSchema:
 
 @dataclass
 class PruneSchema:
-    # magnitude_global | magnitude_layerwise | random | random_global
+    # magnitude_global | magnitude_layerwise | random | random_global; pruning at init: snip |
+    # grasp | synflow | magnitude_init; Zhou et al.: large_final | small_final | large_init |
+    # large_init_large_final | magnitude_increase | movement; `<score>_layerwise` variants
     strategy: str = "magnitude_global"
     fraction: float = 0.2                # share of the *remaining* weights removed per round
     conv_fraction: float | None = None    # rate for conv layers (None: fraction)
@@ -39,10 +41,19 @@ class PruneSchema:
     prune_bias: bool = False             # also prune conv/linear biases
     granularity: str = "weight"          # weight | channel (whole filters/neurons, by DepGraph)
     channel_score: str = "l1"            # granularity=channel: l1 | l2 | bn (BatchNorm |gamma|)
-    # random_reinit | random_prune: trained beside each round k >= 1 (not hashed)
+    # random_reinit | random_prune | invert: trained beside each round k >= 1 (not hashed)
     controls: list[str] = field(default_factory=list)
     oneshot: bool = False                # one step from dense to the density of `rounds` rounds
     schedule: list[float] = field(default_factory=list)  # target density per round (k >= 1)
+    at_init: bool = False                # each round k >= 1 prunes its start weights (init)
+    score_batches: int = 1               # snip/grasp: training batches the scores sum over
+    score_iterations: int = 100          # synflow: scoring steps, exponential density schedule
+
+
+@dataclass
+class AnalysisSchema:
+    supermask: bool = False              # record supermask_test_acc for each round k >= 1
+    supermask_constant: bool = False     # supermask weights sign(w_i) * std(layer's w_i)
 
 
 @dataclass
@@ -99,6 +110,7 @@ class LotterySchema:
     optimizer: Any = MISSING          # a _partial_ optimizer from conf/optimizer
     train: TrainSchema = field(default_factory=TrainSchema)
     prune: PruneSchema = field(default_factory=PruneSchema)
+    analysis: AnalysisSchema = field(default_factory=AnalysisSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)
 
 

@@ -34,6 +34,11 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "prune.channel_score": "l1",
     "prune.oneshot": False,
     "prune.schedule": [],
+    "prune.at_init": False,
+    "prune.score_batches": 1,
+    "prune.score_iterations": 100,
+    "analysis.supermask": False,
+    "analysis.supermask_constant": False,
 }
 
 
@@ -53,6 +58,8 @@ def _drop(cfg: dict[str, Any], dotted: str, default: Any) -> None:
             return
     if leaf in node and node[leaf] == default:
         del node[leaf]
+        if not node and len(parents) == 1:  # a node of new keys, all at their defaults
+            del cfg[parents[0]]
 
 
 def semantic_config(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,9 @@ class LotterySettings:
     checkpoint_every: int = 0  # iterations between mid-round checkpoints (0: none)
     oneshot: bool = False               # one step from dense to the density of `rounds` rounds
     schedule: tuple[float, ...] = ()    # explicit target density of each round k >= 1
+    at_init: bool = False               # every round k >= 1 prunes its start weights, densely
+    supermask: bool = False             # record each round's mask on the init, untrained
+    supermask_constant: bool = False    # ... with Zhou's sign * constant magnitude weights
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
@@ -50,6 +53,11 @@ class LotterySettings:
             raise ConfigError("prune.retrain=finetune needs prune.finetune_duration > 0it")
         if self.oneshot and self.schedule:
             raise ConfigError("prune.oneshot=true and prune.schedule both set: choose one")
+        if self.at_init and self.retrain != "weight_rewind":
+            raise ConfigError(
+                f"prune.at_init=true with prune.retrain={self.retrain}: pruning at "
+                "initialisation trains the pruned initial weights, but "
+                f"{self.retrain} keeps the trained ones; use prune.retrain=weight_rewind")
         steps = (1.0, *self.schedule)
         if not all(0 < b < a for a, b in zip(steps, steps[1:])):
             raise ConfigError(f"prune.schedule={list(self.schedule)} must be densities in "
