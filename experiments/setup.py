@@ -29,7 +29,7 @@ from lth.errors import ConfigError, LthError
 from lth.lottery import Lottery, LotterySettings, RunStore
 from lth.lottery.lock import RunLock
 from lth.pruning import PruneRates, prune_mask
-from lth.pruning.init_scores import ScorePruner
+from lth.pruning.init_scores import ScorePruner, check_score_settings
 from lth.pruning.structured import ChannelPruner, check_granularity
 from lth.tracking import Sink, open_wandb
 from lth.train import parse_duration, step_schedule
@@ -181,6 +181,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     device = resolve_device(cfg.device)
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
     check_granularity(cfg.prune.granularity, cfg.prune.channel_score)
+    check_score_settings(cfg.prune.score_batches, cfg.prune.score_iterations)
     check_gamma(cfg.train.gamma)
     make_optimizer = optimizer_factory(cfg)
     data = load_data(cfg, device)

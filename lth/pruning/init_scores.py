@@ -138,6 +138,16 @@ def synflow_mask(model: nn.Module, mask: Mask, densities: dict[str, float], scop
     return mask
 
 
+def check_score_settings(score_batches: int, score_iterations: int) -> None:
+    """ConfigError naming the key unless both counts are at least 1."""
+    if score_batches < 1:
+        raise ConfigError(f"prune.score_batches={score_batches} must be at least 1: the "
+                          "training batches SNIP and GraSP are scored on")
+    if score_iterations < 1:
+        raise ConfigError(f"prune.score_iterations={score_iterations} must be at least 1: "
+                          "the scoring steps of iterative SynFlow (e.g. 100)")
+
+
 @dataclass
 class ScorePruner:
     """``prune_mask`` for every strategy, those that score the model on data included.
@@ -154,12 +164,7 @@ class ScorePruner:
     score_iterations: int = 100
 
     def __post_init__(self) -> None:
-        if self.score_batches < 1:
-            raise ConfigError(f"prune.score_batches={self.score_batches} must be at least 1: "
-                              "the training batches SNIP and GraSP are scored on")
-        if self.score_iterations < 1:
-            raise ConfigError(f"prune.score_iterations={self.score_iterations} must be at "
-                              "least 1: the scoring steps of iterative SynFlow (e.g. 100)")
+        check_score_settings(self.score_batches, self.score_iterations)
 
     def check(self, strategy: str) -> None:
         """ConfigError if ``strategy`` needs training batches this pruner lacks."""
