@@ -130,7 +130,7 @@ class ExportSchema:
 @dataclass
 class ControlSchema:
     run_dir: str = MISSING            # an existing run directory <output_root>/<name>/<hash>
-    control: Any = MISSING            # random_reinit | random_prune, or a list of them
+    control: Any = MISSING            # random_reinit | random_prune | invert, or a list
     rounds: list[int] = field(default_factory=list)  # completed rounds >= 1; [] = all
     device: str = "auto"              # auto | cpu | cuda | cuda:<i>
     progress: bool = True             # progress bar during training

@@ -98,6 +98,23 @@ def test_invert_and_shuffle_keep_the_tickets_layer_counts(at_init_runs) -> None:
         assert sparse and not any(bool((inverted[n] & ticket[n]).any()) for n in sparse)
 
 
+def test_compare_methods_tabulates_each_method_beside_its_controls(at_init_runs,
+                                                                  tmp_path: Path) -> None:
+    from scripts import compare_methods
+
+    tmp, _ = at_init_runs
+    assert compare_methods.main([str(tmp / "runs" / "mnist1d_mlp"), "--out",
+                                 str(tmp_path)]) == 0
+    lines = (tmp_path / "table.md").read_text().splitlines()
+    assert "| random_prune | invert |" in lines[0]
+    body = [ln.split(" | ")[:3] for ln in lines[2:]]
+    assert sorted((m.lstrip("| "), d) for m, d, _ in body) == sorted(
+        (m, d) for m in ("grasp", "magnitude_init", "snip", "synflow")
+        for d in ("50.0%", "10.0%"))
+    assert (tmp_path / "accuracy.png").stat().st_size > 0
+    assert "fc1.weight" in (tmp_path / "layers.md").read_text()
+
+
 @pytest.mark.slow  # the resume mechanism itself is covered by tests/test_resume.py
 def test_stored_rounds_and_controls_resume_without_training(at_init_runs) -> None:
     tmp, dirs = at_init_runs
