@@ -228,3 +228,20 @@ def test_pruner_rejects_bad_settings_and_missing_training_data() -> None:
         empty.check("grasp")
     empty.check("synflow")
     assert density(full_mask(TinyMLP())) == 1.0
+
+
+def test_constant_supermask_sets_kept_weights_to_sign_times_layer_std() -> None:
+    from lth.analysis.supermask import constant_magnitude, supermask_test_acc
+
+    torch.manual_seed(0)
+    model = TinyMLP()
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    mask = {n: torch.rand(before[n].shape) < 0.3 for n in ("fc1.weight", "out.weight")}
+    constant_magnitude(model, mask)
+    for n in mask:
+        expect = torch.sign(before[n]) * before[n].std()
+        torch.testing.assert_close(model.get_parameter(n).detach(), expect)
+    torch.testing.assert_close(model.fc1.bias.detach(), before["fc1.bias"])  # not in the mask
+    acc = supermask_test_acc(model, mask, make_blobs())
+    assert 0.0 <= acc <= 1.0
+    assert int((model.fc1.weight != 0).sum()) == int(mask["fc1.weight"].sum())

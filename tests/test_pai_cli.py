@@ -13,6 +13,8 @@ import torch
 
 from lth.data import load_dataset
 from lth.pruning import kept_count
+from lth.pruning.prune import keep_top
+from lth.pruning.scores import compute_scores
 from lth.tracking import find_wandb_file, read_wandb_run
 from lth.train.evaluate import evaluate
 from tests.conftest import PYTHON, cli_env
@@ -151,6 +153,16 @@ def test_mask_criteria_on_a_two_round_imp_run_with_supermasks(tmp_path: Path) ->
                 evaluate(model, data.x_test, data.y_test)[1])
         masks.add(tuple(torch.cat([m.flatten() for m in mask_of(directory, 2).values()]).tolist()))
     assert len(masks) == 5, "two criteria chose the same mask"
+    # Round 2 ranks round 1's survivors by w_i (round 1's start: the rewind point) and w_f.
+    load = (lambda d, f: torch.load(d / f, weights_only=True))
+    for directory, kind in ((dirs[1], "large_init"), (dirs[4], "movement")):
+        prev, wi, wf = mask_of(directory, 1), load(directory, "rewind.pt"), load(
+            directory, "round_1/final.pt")
+        scores = compute_scores(kind, {n: wf[n] for n in prev}, 0, {n: wi[n] for n in prev})
+        total = sum(m.numel() for m in prev.values())
+        expect = keep_top(scores, prev, sorted(prev), kept_count(total, 0.8 ** 2))
+        got = mask_of(directory, 2)
+        assert all(torch.equal(got[n], expect[n]) for n in prev), kind
     run = read_wandb_run(find_wandb_file(tmp_path, f"mnist1d_mlp-{dirs[-1].name}"))
     rows = [row for row in run.history if "supermask/test_acc" in row]
     assert [row["round"] for row in rows] == [1, 2]
