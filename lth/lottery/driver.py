@@ -185,9 +185,9 @@ class Lottery:
     def prune_scores(self, k: int, inputs: PruneInputs) -> dict[str, torch.Tensor]:
         """The scores round ``k``'s pruner ranks ``inputs`` by (the ``invert`` control's)."""
         s = self.settings
-        scores = getattr(self.pruner, "scores", weight_scores if self.pruner is prune_mask
-                         else None)
-        if scores is None:
+        scores = weight_scores if self.pruner is prune_mask else getattr(self.pruner, "scores",
+                                                                            None)
+        if scores is None:  # the channel pruner ranks whole channels
             raise ConfigError("the invert control needs scores per weight: it supports "
                               "prune.granularity=weight only")
         return scores(inputs.weights, inputs.mask, strategy=s.strategy,
