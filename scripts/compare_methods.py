@@ -60,15 +60,18 @@ def rows(runs: list[Run]) -> list[dict[str, Any]]:
 
 def table(rows_: list[dict[str, Any]]) -> str:
     present = [c for c in CONTROLS if any(c in r for r in rows_)]
+    supermask = any("supermask" in r for r in rows_)
     head = ["method", "density", "seeds", "ticket", *present,
-            *(f"ticket − {c}" for c in present), "supermask"]
+            *(f"ticket − {c}" for c in present), *(["supermask"] if supermask else [])]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows_:
         t = r["ticket"]
         diffs = [[t[s] - r[c][s] for s in t if s in r.get(c, {})] for c in present]
         cells = [r["method"], f"{100 * r['density']:.1f}%", str(len(t)), _cell(list(t.values())),
                  *(_cell(list(r.get(c, {}).values())) for c in present),
-                 *(_cell(d) for d in diffs), _cell(list(r.get("supermask", {}).values()))]
+                 *(_cell(d) for d in diffs)]
+        if supermask:
+            cells.append(_cell(list(r.get("supermask", {}).values())))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -89,6 +92,7 @@ def layers(runs: list[Run]) -> str:
 
 def plot(rows_: list[dict[str, Any]], out: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -102,6 +106,9 @@ def plot(rows_: list[dict[str, Any]], out: Path) -> None:
                   for r in pts]
             ax.plot(xs, ys, style, marker="o", color=f"C{i}", label=label, markersize=4)
     ax.set_xscale("log")
+    ticks = sorted({100 * r["density"] for r in rows_})
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
     ax.invert_xaxis()
     ax.set_xlabel("weights remaining (%)")
     ax.set_ylabel("final test accuracy (%)")
