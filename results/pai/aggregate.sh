@@ -3,7 +3,7 @@
 set -euo pipefail
 OUT=${OUT:-/tmp/pai/runs}
 PY=${PY:-python}
-$PY -m scripts.compare_methods "$OUT/pai_mnist1d" --seeds 3 --out results/pai/mnist1d
+$PY -m scripts.compare_methods "$OUT/pai_mnist1d" --seeds 5 --out results/pai/mnist1d
 $PY -m scripts.compare_methods "$OUT/pai_digits" --seeds 5 --out results/pai/digits
 rm -f results/pai/score_timing.md
 for exp in pai_mnist1d pai_digits; do
