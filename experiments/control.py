@@ -1,7 +1,8 @@
 """Controls on an existing run: ``python -m experiments.control run_dir=<dir> control=<name>``.
 
-Trains ``random_reinit`` or ``random_prune`` (lth.lottery.controls) beside completed rounds of
-a stored run, reading everything else from the run's config.yaml, like open_lth's branches.
+Trains ``random_reinit``, ``random_prune`` or ``invert`` (lth.lottery.controls) beside
+completed rounds of a stored run, reading everything else from the run's config.yaml, like
+open_lth's branches.
 ``rounds=[3,5]`` picks rounds (default: every completed round >= 1); stored controls are
 skipped, so rerunning the command does nothing more.
 """

@@ -61,6 +61,9 @@ def run(cfg: DictConfig) -> RunStore:
     if not 0.0 <= cfg.alpha <= 1.0 or cfg.temperature <= 0:
         raise ConfigError(f"alpha={cfg.alpha} must be in [0, 1] and temperature="
                           f"{cfg.temperature} positive")
+    if cfg.train.precision != "fp32" or cfg.train.compile:
+        raise ConfigError("experiments.distill trains in fp32 without compile: set "
+                          "train.precision=fp32 and train.compile=false")
     teacher = student.open_teacher(cfg.teacher, cfg.round)
     device = setup.resolve_device(cfg.device)
     data = setup.load_data(teacher.cfg, device)

@@ -29,7 +29,9 @@ class TrainSchema:
 
 @dataclass
 class PruneSchema:
-    # magnitude_global | magnitude_layerwise | random | random_global
+    # magnitude_global | magnitude_layerwise | random | random_global; pruning at init: snip |
+    # grasp | synflow | magnitude_init; Zhou et al.: large_final | small_final | large_init |
+    # large_init_large_final | magnitude_increase | movement; `<score>_layerwise` variants
     strategy: str = "magnitude_global"
     fraction: float = 0.2                # share of the *remaining* weights removed per round
     conv_fraction: float | None = None    # rate for conv layers (None: fraction)
@@ -41,10 +43,13 @@ class PruneSchema:
     prune_bias: bool = False             # also prune conv/linear biases
     granularity: str = "weight"          # weight | channel (whole filters/neurons, by DepGraph)
     channel_score: str = "l1"            # granularity=channel: l1 | l2 | bn (BatchNorm |gamma|)
-    # random_reinit | random_prune: trained beside each round k >= 1 (not hashed)
+    # random_reinit | random_prune | invert: trained beside each round k >= 1 (not hashed)
     controls: list[str] = field(default_factory=list)
     oneshot: bool = False                # one step from dense to the density of `rounds` rounds
     schedule: list[float] = field(default_factory=list)  # target density per round (k >= 1)
+    at_init: bool = False                # each round k >= 1 prunes its start weights (init)
+    score_batches: int = 1               # snip/grasp: training batches the scores sum over
+    score_iterations: int = 100          # synflow: scoring steps, exponential density schedule
 
 
 @dataclass
@@ -101,6 +106,9 @@ class AnalysisSchema:
     early_bird_every: str = "0it"     # round 0: draw round 1's mask this often; "0it": off
     early_bird_threshold: float = 0.1  # max normalized Hamming distance in the window of 5
     early_bird_ticket: bool = False   # round 1's mask drawn at the early-bird point (hashed)
+    # -- supermasks (Zhou et al. 2019); hash-neutral at false
+    supermask: bool = False           # record supermask_test_acc for each round k >= 1
+    supermask_constant: bool = False  # supermask weights sign(w_i) * std(layer's w_i)
 
 
 @dataclass
@@ -117,8 +125,8 @@ class LotterySchema:
     optimizer: Any = MISSING          # a _partial_ optimizer from conf/optimizer
     train: TrainSchema = field(default_factory=TrainSchema)
     prune: PruneSchema = field(default_factory=PruneSchema)
-    wandb: WandbSchema = field(default_factory=WandbSchema)
     analysis: AnalysisSchema = field(default_factory=AnalysisSchema)
+    wandb: WandbSchema = field(default_factory=WandbSchema)
 
 
 @dataclass
@@ -140,7 +148,7 @@ class ExportSchema:
 @dataclass
 class ControlSchema:
     run_dir: str = MISSING            # an existing run directory <output_root>/<name>/<hash>
-    control: Any = MISSING            # random_reinit | random_prune, or a list of them
+    control: Any = MISSING            # random_reinit | random_prune | invert, or a list
     rounds: list[int] = field(default_factory=list)  # completed rounds >= 1; [] = all
     device: str = "auto"              # auto | cpu | cuda | cuda:<i>
     progress: bool = True             # progress bar during training

@@ -31,6 +31,7 @@ from lth.lottery import Lottery, LotterySettings, RunStore
 from lth.lottery.follower import FollowerStore
 from lth.lottery.lock import RunLock
 from lth.pruning import PruneRates, prune_mask
+from lth.pruning.init_scores import ScorePruner, check_score_settings
 from lth.pruning.structured import ChannelPruner, check_granularity
 from lth.tracking import Sink, open_wandb
 from lth.train import distributed, parse_duration, step_schedule
@@ -158,7 +159,8 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
         retrain=p.retrain, finetune_iters=it("prune.finetune_duration", p.finetune_duration),
         eval_every=it("train.eval_every", t.eval_every), include_bias=p.prune_bias,
         checkpoint_every=it("train.checkpoint_every", t.checkpoint_every),
-        oneshot=p.oneshot, schedule=tuple(p.schedule),
+        oneshot=p.oneshot, schedule=tuple(p.schedule), at_init=p.at_init,
+        supermask=a.supermask, supermask_constant=a.supermask_constant,
         early_bird_every=it("analysis.early_bird_every", a.early_bird_every),
         early_bird_threshold=a.early_bird_threshold, early_bird_ticket=a.early_bird_ticket,
     )
@@ -209,6 +211,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     dist = data_parallel(cfg, device)
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
     check_granularity(cfg.prune.granularity, cfg.prune.channel_score)
+    check_score_settings(cfg.prune.score_batches, cfg.prune.score_iterations)
     check_gamma(cfg.train.gamma)
     make_optimizer = optimizer_factory(cfg)
     data = load_data(cfg, device)
@@ -219,13 +222,24 @@ def prepare(cfg: DictConfig) -> Prepared:
     ipe = n // cfg.train.batch_size
     make_model = model_factory(cfg, data)
     check_accel(accel, device, make_model(), data.x_train[:2], data.y_train[:2])
-    pruner: Callable[..., Any] = prune_mask
+    pruner: Callable[..., Any] = score_pruner(cfg, data, make_model)
     if cfg.prune.granularity == "channel":
         channels = ChannelPruner(make_model, data.x_train[:1].cpu(), cfg.prune.channel_score)
         channels.groups()  # fail now, not after round 0, if the model is unsupported
         pruner = channels
     return Prepared(device, data, ipe, lr_schedule(cfg, ipe), make_model, make_optimizer,
                     pruner, accel, dist)
+
+
+def score_pruner(cfg: DictConfig, data: Dataset,
+                 make_model: Callable[[], torch.nn.Module]) -> ScorePruner:
+    """The weight pruner of ``cfg.prune`` (every strategy, SNIP/GraSP/SynFlow included),
+    checked against the data."""
+    p = cfg.prune
+    pruner = ScorePruner(make_model, data.x_train, data.y_train, cfg.train.batch_size,
+                         p.score_batches, p.score_iterations)
+    pruner.check(p.strategy)
+    return pruner
 
 
 # -- the run: store, sink, lottery ----------------------------------------------------------

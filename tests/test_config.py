@@ -139,5 +139,7 @@ def test_hash_ignores_logging_paths_and_rounds() -> None:
                      "device=cpu", "prune.rounds=30", "name=other",
                      "train.checkpoint_every=100it"]:
         assert config_hash(to_dict(compose_with([override]))) == base, override
-    for override in ["seed=1", "prune.fraction=0.3", "train.duration=10it", "model=cnn1d"]:
+    for override in ["seed=1", "prune.fraction=0.3", "train.duration=10it", "model=cnn1d",
+                     "prune.at_init=true", "prune.score_batches=2", "prune.score_iterations=5",
+                     "analysis.supermask=true", "analysis.supermask_constant=true"]:
         assert config_hash(to_dict(compose_with([override]))) != base, override

@@ -155,7 +155,7 @@ def test_aggregate_writes_the_table_and_figures_of_the_means(sweep) -> None:
 def test_w_and_b_sweep_file_passes_hydra_overrides() -> None:
     from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
 
-    path = ROOT / "scripts" / "sweeps" / "mnist1d_seeds.yaml"  # a W&B file, not a Hydra config group
+    path = ROOT / "scripts" / "sweeps" / "mnist1d_seeds.yaml"  # W&B's, not a Hydra group
     sweep = yaml.safe_load(path.read_text())
     command = create_sweep_command(sweep["command"])
     assert command[-3:] == ["-m", "experiments.lottery", "${args_no_hyphens}"]

@@ -6,7 +6,13 @@ For round k >= 1 of a ticket (Frankle & Carbin 2019; Frankle et al. 2021):
   with the seed ``derive_seed(seed, "control", "random_reinit", k)``;
 - ``random_prune``: in each layer, the ticket's number of survivors at random places (the
   layer-wise shuffle; seed ``derive_seed(seed, "control", "random_prune", k)``), starting from
-  the ticket's own start weights of round k (the rewind point under ``weight_rewind``).
+  the ticket's own start weights of round k (the rewind point under ``weight_rewind``);
+- ``invert``: in each layer, the ticket's number of survivors, but the *lowest*-scoring
+  weights by the round's own strategy and scores (Frankle et al. 2021's inversion), from the
+  ticket's start weights. Iterative SynFlow is inverted by its one-step scores.
+
+A method whose tickets survive ``random_prune`` and ``random_reinit`` only chooses how dense
+each layer is; one that also survives ``invert`` does not even rank weights within a layer.
 
 A control replays exactly the ticket's span of round k (iterations, learning rates, data
 order); only the mask or the start weights differ. Its files go to
@@ -29,8 +35,9 @@ from lth.lottery.driver import Branch, Lottery, Record, RoundStart
 from lth.lottery.seeds import derive_seed
 from lth.lottery.store import RunStore
 from lth.pruning import Mask, apply_mask
+from lth.pruning.prune import invert_mask
 
-CONTROLS = ("random_reinit", "random_prune")
+CONTROLS = ("random_reinit", "random_prune", "invert")
 
 
 def check_controls(names: Iterable[str]) -> tuple[str, ...]:
@@ -74,6 +81,10 @@ def control_start(lottery: Lottery, k: int, name: str) -> RoundStart:
         torch.manual_seed(seed)
         model.load_state_dict(lottery.make_model().state_dict())
         mask = ticket_mask
+    elif name == "invert":
+        scratch = lottery.initial_model()
+        inputs = lottery.prune_inputs(k, scratch)
+        mask = invert_mask(lottery.prune_scores(k, inputs), inputs.mask, ticket_mask)
     else:
         mask = shuffled_mask(ticket_mask, seed)
     apply_mask(model, mask)

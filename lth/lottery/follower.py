@@ -56,6 +56,3 @@ class FollowerStore(RunStore):
 
     def append_branch(self, kind: str, record: dict[str, Any]) -> None:
         self._branches.setdefault(kind, []).append(record)
-
-    def append_instability(self, record: dict[str, Any]) -> None:
-        pass

@@ -44,6 +44,11 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "prune.schedule": [],
     "analysis.early_bird_ticket": False,
     "train.precision": "fp32",  # bf16 and fp16 round differently: hashed when set
+    "prune.at_init": False,
+    "prune.score_batches": 1,
+    "prune.score_iterations": 100,
+    "analysis.supermask": False,
+    "analysis.supermask_constant": False,
 }
 # Config nodes added after runs were stored: dropped from the hash when nothing of theirs is
 # left in it, so that adding the node never renames existing runs.

@@ -33,6 +33,9 @@ class LotterySettings:
     early_bird_every: int = 0           # round 0: draw round 1's mask this often (0: off)
     early_bird_threshold: float = 0.1   # window of 5 masks settled: all distances below it
     early_bird_ticket: bool = False     # round 1 uses the mask of the early-bird point
+    at_init: bool = False               # every round k >= 1 prunes its start weights, densely
+    supermask: bool = False             # record each round's mask on the init, untrained
+    supermask_constant: bool = False    # ... with Zhou's sign * constant magnitude weights
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
@@ -60,6 +63,11 @@ class LotterySettings:
         if self.early_bird_ticket and not self.early_bird_every:
             raise ConfigError("analysis.early_bird_ticket=true needs analysis.early_bird_every "
                               "> 0it (how often round 0 draws a mask)")
+        if self.at_init and self.retrain != "weight_rewind":
+            raise ConfigError(
+                f"prune.at_init=true with prune.retrain={self.retrain}: pruning at "
+                "initialisation trains the pruned initial weights, but "
+                f"{self.retrain} keeps the trained ones; use prune.retrain=weight_rewind")
         steps = (1.0, *self.schedule)
         if not all(0 < b < a for a, b in zip(steps, steps[1:])):
             raise ConfigError(f"prune.schedule={list(self.schedule)} must be densities in "

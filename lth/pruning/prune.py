@@ -1,6 +1,7 @@
 """Pruning strategies: pure functions from (weights, mask, settings) to a new, smaller mask.
 
-A strategy is a score (magnitude or random) and a scope:
+A strategy is a score (``lth.pruning.scores``; SNIP, GraSP and SynFlow in
+``lth.pruning.init_scores``) and a scope:
 - ``global``: layers that share a rate compete with each other for the surviving weights;
 - ``layerwise``: each layer keeps its own share.
 
@@ -21,14 +22,28 @@ from torch import nn
 
 from lth.errors import ConfigError
 from lth.pruning.mask import Mask, conv_names, output_layer_name
-from lth.pruning.scores import compute_scores
+from lth.pruning.scores import WEIGHT_SCORES, compute_scores
 
-# strategy name -> (score kind, scope)
+# Scores that need the model (and, but for SynFlow, training batches): lth.pruning.init_scores.
+MODEL_SCORES = ("snip", "grasp", "synflow")
+DATA_SCORES = ("snip", "grasp")
+
+# Score kinds with a global strategy `<kind>` and a layer-wise one `<kind>_layerwise`.
+_SCOPED = (*MODEL_SCORES, "small_final", "large_init", "large_init_large_final",
+           "magnitude_increase", "movement")
+# strategy name -> (score kind, scope). `large_final` is Zhou et al.'s name for magnitude,
+# `magnitude_init` the pruning-at-init baseline's name for `large_init`.
 STRATEGIES: dict[str, tuple[str, str]] = {
     "magnitude_global": ("magnitude", "global"),
     "magnitude_layerwise": ("magnitude", "layerwise"),
     "random": ("random", "layerwise"),
     "random_global": ("random", "global"),
+    "large_final": ("magnitude", "global"),
+    "large_final_layerwise": ("magnitude", "layerwise"),
+    "magnitude_init": ("large_init", "global"),
+    "magnitude_init_layerwise": ("large_init", "layerwise"),
+    **{kind: (kind, "global") for kind in _SCOPED},
+    **{f"{kind}_layerwise": (kind, "layerwise") for kind in _SCOPED},
 }
 
 
@@ -104,7 +119,8 @@ def target_densities(rates: dict[str, float], base_rate: float,
     return {n: density if r == base_rate else (1.0 - r) ** point for n, r in rates.items()}
 
 
-def _groups(densities: dict[str, float], scope: str) -> list[list[str]]:
+def groups(densities: dict[str, float], scope: str) -> list[list[str]]:
+    """The names that compete for survivors: one group per tensor (layer-wise) or per target."""
     # Global scope: tensors with the same target (the same rate) compete for survivors.
     if scope == "layerwise":
         return [[n] for n in densities]
@@ -136,19 +152,45 @@ def keep_top(scores: dict[str, torch.Tensor], mask: Mask, names: list[str], keep
     return out
 
 
+def mask_from_scores(scores: dict[str, torch.Tensor], mask: Mask, scope: str,
+                     densities: dict[str, float]) -> Mask:
+    """The highest ``scores`` of each group kept, ``round(size * density)`` of them."""
+    new: Mask = {}
+    for names in groups({n: densities[n] for n in mask}, scope):
+        size = sum(mask[n].numel() for n in names)
+        new.update(keep_top(scores, mask, names, kept_count(size, densities[names[0]])))
+    return new
+
+
+def invert_mask(scores: dict[str, torch.Tensor], mask: Mask, ticket: Mask) -> Mask:
+    """The *lowest* ``scores`` among ``mask``'s survivors, as many per layer as ``ticket``
+    keeps (Frankle et al. 2021's inversion)."""
+    out: Mask = {}
+    for n in mask:
+        out.update(keep_top({n: -scores[n].float()}, mask, [n], int(ticket[n].sum())))
+    return out
+
+
+def weight_scores(weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str, seed: int,
+                  initial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The scores ``strategy`` ranks ``mask``'s tensors by (scores of the weights alone)."""
+    kind, _ = check_strategy(strategy)
+    if kind not in WEIGHT_SCORES:
+        raise ConfigError(f"prune.strategy={strategy} scores the model on data: it needs a "
+                          "lth.pruning.init_scores.ScorePruner")
+    pick = (lambda d: {n: d[n] for n in mask})
+    return compute_scores(kind, pick(weights), seed, None if initial is None else pick(initial))
+
+
 def prune_mask(weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str, seed: int,
-               densities: dict[str, float]) -> Mask:
+               densities: dict[str, float],
+               initial: dict[str, torch.Tensor] | None = None) -> Mask:
     """A smaller mask from the trained ``weights`` of the last round.
 
     ``densities``: each name's target density of its whole tensor (``scheduled_densities``
     for round k of the iterative schedule, ``target_densities`` for an explicit one).
+    ``initial``: the weights the round started from (the Zhou et al. criteria read them).
     ``weights`` and ``mask`` map the same names. Returns a new mask; nothing is mutated.
     """
-    kind, scope = check_strategy(strategy)
-    scores = compute_scores(kind, {n: weights[n] for n in mask}, seed)
-    new: Mask = {}
-    for names in _groups({n: densities[n] for n in mask}, scope):
-        size = sum(mask[n].numel() for n in names)
-        keep = kept_count(size, densities[names[0]])
-        new.update(keep_top(scores, mask, names, keep))
-    return new
+    scores = weight_scores(weights, mask, strategy=strategy, seed=seed, initial=initial)
+    return mask_from_scores(scores, mask, check_strategy(strategy)[1], densities)

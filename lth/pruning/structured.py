@@ -154,7 +154,8 @@ class ChannelPruner:
         return self._groups
 
     def __call__(self, weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str,
-                 seed: int, densities: dict[str, float]) -> Mask:
+                 seed: int, densities: dict[str, float],
+                 initial: dict[str, torch.Tensor] | None = None) -> Mask:
         kind, scope = check_strategy(strategy)
         if kind not in ("magnitude", "random"):
             raise ConfigError(f"prune.strategy={strategy} has no channel version; with "

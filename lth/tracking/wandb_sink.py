@@ -9,7 +9,8 @@ What reaches W&B:
   `define_metric(key, step_metric="round")` so W&B plots them against `round`:
   `round`, `density`, `sparsity`, `remaining`, `test/acc`, `test/loss`, `test/best_acc`,
   `test/best_iter`, `val/acc`, `val/loss`, `early_stop/iter`, `train/loss`,
-  `time/round_s`, `round_iters` and `layer_density/<layer>` (see `ROUND_KEYS`). Any other
+  `time/round_s`, `round_iters`, `supermask/test_acc` and `layer_density/<layer>` (see
+  `ROUND_KEYS`). Any other
   key goes as-is; a dict value `k: {a: x}` goes as `k/a`; `None` values are skipped.
 - Per-iteration curves, one row per `log_curve(round, it, values)`: each value as
   `curve/<name>` (e.g. `curve/test/acc`), plus `curve/round`, `curve/iter` (iteration within
@@ -53,6 +54,7 @@ ROUND_KEYS: dict[str, str] = {
     "wall_s": "time/round_s",
     "iterations": "round_iters",
     "layer_density": "layer_density",
+    "supermask_test_acc": "supermask/test_acc",
 }
 
 # Keep a run light: no system-metrics sampler, no machine/git scan, no code or
