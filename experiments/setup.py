@@ -11,6 +11,7 @@ here; lth itself never imports it. Entry points import this module inside their 
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import math
 from collections.abc import Callable
@@ -28,7 +29,7 @@ from lth.data import Dataset, load_dataset
 from lth.errors import ConfigError, LthError
 from lth.lottery import Lottery, LotterySettings, RunStore
 from lth.lottery.lock import RunLock
-from lth.pruning import PruneRates, prune_mask
+from lth.pruning import PruneRates, check_pool_bias, prune_mask
 from lth.pruning.structured import ChannelPruner, check_granularity
 from lth.tracking import Sink, open_wandb
 from lth.train import parse_duration, step_schedule
@@ -179,6 +180,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     device = resolve_device(cfg.device)
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
     check_granularity(cfg.prune.granularity, cfg.prune.channel_score)
+    check_pool_bias(cfg.prune.pool_bias, cfg.prune.prune_bias, cfg.prune.granularity)
     check_gamma(cfg.train.gamma)
     make_optimizer = optimizer_factory(cfg)
     data = load_data(cfg, device)
@@ -189,6 +191,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     ipe = n // cfg.train.batch_size
     make_model = model_factory(cfg, data)
     pruner: Callable[..., Any] = prune_mask
+    if cfg.prune.pool_bias:
+        pruner = functools.partial(prune_mask, pool_bias=True)
     if cfg.prune.granularity == "channel":
         channels = ChannelPruner(make_model, data.x_train[:1].cpu(), cfg.prune.channel_score)
         channels.groups()  # fail now, not after round 0, if the model is unsupported

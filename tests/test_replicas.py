@@ -59,6 +59,8 @@ def blobs_1d() -> Dataset:
 
 MODELS = {
     "mlp": lambda: MLP((1, 24), 4, hidden=(32, 16)),  # the baddbmm fast path
+    # the fast path with the notebook's skip connection (h = h + relu(fc2 h))
+    "mlp_residual": lambda: MLP((1, 24), 4, hidden=(16, 16), residual=True, init="pytorch"),
     "cnn1d": lambda: CNN1D((1, 24), 4, channels=(6, 8)),  # the generic vmap path
 }
 OPTIMIZERS = {  # fused: one direct kernel call per step; unfused: optimizer.step() on views

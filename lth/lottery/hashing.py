@@ -34,6 +34,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "prune.channel_score": "l1",
     "prune.oneshot": False,
     "prune.schedule": [],
+    "prune.pool_bias": False,
 }
 
 
