@@ -111,3 +111,25 @@ def test_the_same_oneshot_run_twice_is_refused() -> None:
 
 def replace_path(r: Run) -> Run:
     return Run(Path("/elsewhere") / r.path.name, r.config, r.rounds, r.controls)
+
+
+def test_aggregate_script_draws_oneshot_beside_the_ticket(tmp_path: Path) -> None:
+    import contextlib
+    import io
+    import json
+
+    import yaml
+
+    from scripts.aggregate import main as aggregate_main
+
+    for r in [iterative(0, [0.8, 0.82, 0.83, 0.81]), oneshot(0, 1, 0.79), oneshot(0, 3, 0.6)]:
+        d = tmp_path / "runs" / r.path.name
+        d.mkdir(parents=True)
+        (d / "config.yaml").write_text(yaml.safe_dump(r.config))
+        (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in r.rounds))
+    with contextlib.redirect_stdout(io.StringIO()) as printed:
+        assert aggregate_main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    assert "1 runs (seeds 0)" in printed.getvalue()  # one group: the one-shot runs joined it
+    rows = (tmp_path / "out" / "summary.csv").read_text().splitlines()
+    assert [r.split(",")[:2] for r in rows if r.startswith("oneshot")] == [
+        ["oneshot", "1"], ["oneshot", "3"]]
