@@ -41,6 +41,7 @@ class PruneSchema:
     retrain: str = "weight_rewind"       # weight_rewind | lr_rewind | finetune
     finetune_duration: str = "0it"       # training per round when retrain=finetune
     prune_bias: bool = False             # also prune conv/linear biases
+    pool_bias: bool = False              # rank a layer's bias with its weights (prune_bias)
     granularity: str = "weight"          # weight | channel (whole filters/neurons, by DepGraph)
     channel_score: str = "l1"            # granularity=channel: l1 | l2 | bn (BatchNorm |gamma|)
     # random_reinit | random_prune | invert: trained beside each round k >= 1 (not hashed)

@@ -30,7 +30,7 @@ from lth.errors import ConfigError, LthError
 from lth.lottery import Lottery, LotterySettings, RunStore
 from lth.lottery.follower import FollowerStore
 from lth.lottery.lock import RunLock
-from lth.pruning import PruneRates, prune_mask
+from lth.pruning import PruneRates, check_pool_bias, prune_mask
 from lth.pruning.init_scores import ScorePruner, check_score_settings
 from lth.pruning.structured import ChannelPruner, check_granularity
 from lth.tracking import Sink, open_wandb
@@ -212,6 +212,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
     check_granularity(cfg.prune.granularity, cfg.prune.channel_score)
     check_score_settings(cfg.prune.score_batches, cfg.prune.score_iterations)
+    check_pool_bias(cfg.prune.pool_bias, cfg.prune.prune_bias, cfg.prune.granularity)
     check_gamma(cfg.train.gamma)
     make_optimizer = optimizer_factory(cfg)
     data = load_data(cfg, device)
@@ -237,7 +238,7 @@ def score_pruner(cfg: DictConfig, data: Dataset,
     checked against the data."""
     p = cfg.prune
     pruner = ScorePruner(make_model, data.x_train, data.y_train, cfg.train.batch_size,
-                         p.score_batches, p.score_iterations)
+                         p.score_batches, p.score_iterations, p.pool_bias)
     pruner.check(p.strategy)
     return pruner
 

@@ -4,7 +4,10 @@
 
 Runs that differ only in their seed form one group; each group gets table.md, table.tex,
 summary.csv, summary.json, accuracy.{png,pdf} and layer_density.{png,pdf} in DIR (in
-DIR/<group> when the paths hold several groups).
+DIR/<group> when the paths hold several groups). One-shot runs (prune.oneshot=true) of the same
+experiment at several densities (prune.rounds) are one curve: the series ``oneshot`` beside the
+iterative ticket of the same config, at the round of the same density
+(lth.analysis.oneshot).
 
 With --instability, runs that differ only in their seed and prune.rewind form one sweep
 instead, and each sweep gets instability.md, instability.json and instability.{png,pdf}: the
@@ -20,6 +23,7 @@ import sys
 from pathlib import Path
 
 from lth.analysis import BANDS, find_runs, group_runs, load_run, write_report
+from lth.analysis.oneshot import merge_oneshot
 from lth.errors import LthError
 
 
@@ -68,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.instability:
             instability_main(args)
             return 0
-        groups = group_runs(load_run(p) for p in find_runs(args.paths))
+        groups = group_runs(merge_oneshot(load_run(p) for p in find_runs(args.paths)))
         for label, runs in groups.items():
             out = Path(args.out) if len(groups) == 1 else Path(args.out) / label
             write_report(label, runs, out, metric=args.metric, band=args.band,

@@ -19,7 +19,9 @@ from lth.lottery.lock import RunLock
 from lth.tracking import find_wandb_file, read_wandb_run
 from tests.conftest import PYTHON, ROOT, cli_env
 
-TINY = ["train.duration=200it", "train.eval_every=100it", "prune.rounds=2",
+# The CLI's machinery on the small MLP of the former default (mnist1d_mlp): no controls, fast.
+TINY = ["experiment=mnist1d_mlp", "train.duration=200it", "train.eval_every=100it",
+        "prune.rounds=2",
         "dataset.num_samples=1200", "dataset.val_size=100", "progress=false"]
 
 

@@ -97,10 +97,12 @@ def test_presets_carry_the_papers_settings() -> None:
     assert resnet.prune.rewind == "500it"
 
 
-def test_default_is_mnist1d_mlp() -> None:
+def test_default_is_mnist1d_lottery() -> None:
     cfg = compose_with([])
     assert (cfg.name, cfg.dataset.name, cfg.model._target_) == (
-        "mnist1d_mlp", "mnist1d", "lth.models.MLP1D")
+        "mnist1d_lottery", "mnist1d", "lth.models.MLP1D")
+    assert cfg.model.residual and cfg.prune.pool_bias and cfg.prune.rounds == 12
+    assert list(cfg.prune.controls) == ["random_prune", "random_reinit"]
     assert cfg.wandb.mode == "offline"
 
 
@@ -124,13 +126,16 @@ def test_typos_and_wrong_types_fail_at_composition(override: str, error: type) -
 
 # The hash of the default experiment's semantic config. If this changes, every stored run
 # of the default experiment gets a new directory: add new keys to HASH_NEUTRAL_DEFAULTS in
-# lth/lottery/hashing.py instead of changing this value.
-DEFAULT_HASH = "7a9a343ed706"
+# lth/lottery/hashing.py instead of changing this value. Changed on purpose once, by issue 13:
+# the default experiment became mnist1d_lottery; mnist1d_mlp (the old default) keeps its hash.
+DEFAULT_HASH = "88feabd039ee"
+MNIST1D_MLP_HASH = "7a9a343ed706"
 
 
 def test_default_config_hash_is_pinned() -> None:
     resolved = to_dict(compose_with([]))
     assert config_hash(resolved) == DEFAULT_HASH
+    assert config_hash(to_dict(compose_with(["experiment=mnist1d_mlp"]))) == MNIST1D_MLP_HASH
 
 
 def test_hash_ignores_logging_paths_and_rounds() -> None:

@@ -43,7 +43,8 @@ def compose_config(name: str, overrides: list[str]):
 def make_run(root: Path, *overrides: str) -> Path:
     """A real lottery run (in-process, no W&B) of LeNet-300-100 on digits; its directory."""
     cfg = compose_config("config", [
-        "model=lenet_300_100", "dataset=digits", "train.duration=100it", "train.batch_size=64",
+        "experiment=mnist1d_mlp", "model=lenet_300_100", "dataset=digits",
+        "train.duration=100it", "train.batch_size=64",
         "train.eval_every=0it", "prune.rounds=1", "prune.fraction=0.5", "progress=false",
         "wandb.mode=disabled", "device=cpu", f"output_root={root}", *overrides])
     return lottery_cli.run(cfg).root

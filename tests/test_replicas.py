@@ -59,6 +59,8 @@ def blobs_1d() -> Dataset:
 
 MODELS = {
     "mlp": lambda: MLP((1, 24), 4, hidden=(32, 16)),  # the baddbmm fast path
+    # the fast path with the notebook's skip connection (h = h + relu(fc2 h))
+    "mlp_residual": lambda: MLP((1, 24), 4, hidden=(16, 16), residual=True, init="pytorch"),
     "cnn1d": lambda: CNN1D((1, 24), 4, channels=(6, 8)),  # the generic vmap path
 }
 OPTIMIZERS = {  # fused: one direct kernel call per step; unfused: optimizer.step() on views
@@ -190,7 +192,8 @@ def test_replica_lottery_runs_only_what_each_seed_lacks(tmp_path) -> None:
 # --- the CLI ------------------------------------------------------------------------------------
 
 def test_cli_replicas_write_the_single_seed_run_directories(tmp_path) -> None:
-    tiny = ["train.duration=60it", "train.eval_every=30it", "prune.rounds=1",
+    tiny = ["experiment=mnist1d_mlp", "train.duration=60it", "train.eval_every=30it",
+            "prune.rounds=1",
             "dataset.num_samples=600", "dataset.val_size=100", "progress=false",
             "wandb.mode=disabled", f"output_root={tmp_path / 'runs'}"]
 
@@ -381,7 +384,8 @@ def test_single_runs_checkpoints_resume_as_replicas(tmp_path, monkeypatch) -> No
 def test_cli_replicas_killed_mid_round_resume_bit_identically(tmp_path) -> None:
     """kill -9 of a ``replicas=2`` run right after a mid-round checkpoint, then the same
     command again: the same metrics, masks and weights as an uninterrupted run."""
-    tiny = ["train.duration=60it", "train.eval_every=30it", "train.checkpoint_every=20it",
+    tiny = ["experiment=mnist1d_mlp", "train.duration=60it", "train.eval_every=30it",
+            "train.checkpoint_every=20it",
             "prune.rounds=1", "dataset.num_samples=600", "dataset.val_size=100",
             "progress=false", "wandb.mode=disabled", "seed=3", "replicas=2"]
 

@@ -25,7 +25,8 @@ from lth.tracking import find_wandb_file, read_wandb_run
 from scripts.aggregate import main as aggregate_main
 from tests.conftest import PYTHON, ROOT, cli_env
 
-TINY = ["train.duration=200it", "prune.rounds=2", "dataset.num_samples=1200", "progress=false"]
+TINY = ["experiment=mnist1d_mlp", "train.duration=200it", "prune.rounds=2",
+        "dataset.num_samples=1200", "progress=false"]
 register()
 
 
@@ -168,6 +169,7 @@ def test_w_and_b_sweep_file_passes_hydra_overrides() -> None:
         with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
             cfg = compose(config_name="config", overrides=overrides)
         assert cfg.seed == seed and cfg.wandb.mode == "online" and cfg.prune.rounds == 15
+        assert cfg.name == "mnist1d_mlp"
         assert list(cfg.prune.controls) == ["random_reinit", "random_prune"]
 
 

@@ -18,7 +18,8 @@ from lth.files import atomic_write
 STYLE = {TICKET: dict(color="C0", marker="o", linestyle="-"),
          "random_reinit": dict(color="C3", marker="s", linestyle="--"),
          "random_prune": dict(color="C2", marker="^", linestyle=":"),
-         "invert": dict(color="C4", marker="v", linestyle="-.")}
+         "invert": dict(color="C4", marker="v", linestyle="-."),
+         "oneshot": dict(color="C1", marker="D", linestyle="-.")}
 
 
 def _pyplot() -> Any:

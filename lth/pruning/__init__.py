@@ -15,6 +15,7 @@ from lth.pruning.mask import (
 from lth.pruning.prune import (
     STRATEGIES,
     PruneRates,
+    check_pool_bias,
     check_strategy,
     kept_count,
     layer_rates,
@@ -26,6 +27,7 @@ from lth.pruning.prune import (
 __all__ = [
     "Mask", "apply_mask", "check_mask", "density", "full_mask", "layer_density",
     "output_layer_name", "prunable_names", "remaining", "total", "STRATEGIES", "PruneRates",
-    "check_strategy", "kept_count", "layer_rates", "prune_mask", "scheduled_densities",
+    "check_pool_bias", "check_strategy", "kept_count", "layer_rates", "prune_mask",
+    "scheduled_densities",
     "target_densities",
 ]

@@ -162,6 +162,7 @@ class ScorePruner:
     batch_size: int
     score_batches: int = 1
     score_iterations: int = 100
+    pool_bias: bool = False  # a layer's bias ranked with its weights (prune.pool_bias)
 
     def __post_init__(self) -> None:
         check_score_settings(self.score_batches, self.score_iterations)
@@ -169,6 +170,9 @@ class ScorePruner:
     def check(self, strategy: str) -> None:
         """ConfigError if ``strategy`` needs training batches this pruner lacks."""
         kind, _ = check_strategy(strategy)
+        if kind == "synflow" and self.pool_bias:
+            raise ConfigError("prune.pool_bias=true is not supported with prune.strategy="
+                              f"{strategy}: use prune.pool_bias=false")
         if kind in DATA_SCORES and self.x.shape[0] < self.batch_size:
             raise ConfigError(f"prune.strategy={strategy} scores training batches but the "
                               f"dataset has {self.x.shape[0]} training samples: use a data-free "
@@ -207,4 +211,4 @@ class ScorePruner:
             return synflow_mask(model, mask, densities, scope, self.score_iterations,
                                 tuple(self.x.shape[1:]))
         scores = self.scores(weights, mask, strategy=strategy, seed=seed, initial=initial)
-        return mask_from_scores(scores, mask, scope, densities)
+        return mask_from_scores(scores, mask, scope, densities, self.pool_bias)

@@ -78,6 +78,15 @@ def check_strategy(strategy: str) -> tuple[str, str]:
     return STRATEGIES[strategy]
 
 
+def check_pool_bias(pool_bias: bool, prune_bias: bool, granularity: str) -> None:
+    """ConfigError when ``prune.pool_bias`` is asked for where it has no meaning."""
+    if pool_bias and not prune_bias:
+        raise ConfigError("prune.pool_bias=true ranks biases with their layer's weights: "
+                          "set prune.prune_bias=true too")
+    if pool_bias and granularity != "weight":
+        raise ConfigError("prune.pool_bias=true needs prune.granularity=weight")
+
+
 def layer_rates(model: nn.Module, names: list[str], rates: PruneRates) -> dict[str, float]:
     """The per-round pruning rate of each prunable tensor of ``model``."""
     out_name = output_layer_name(model)
@@ -119,11 +128,27 @@ def target_densities(rates: dict[str, float], base_rate: float,
     return {n: density if r == base_rate else (1.0 - r) ** point for n, r in rates.items()}
 
 
-def groups(densities: dict[str, float], scope: str) -> list[list[str]]:
-    """The names that compete for survivors: one group per tensor (layer-wise) or per target."""
-    # Global scope: tensors with the same target (the same rate) compete for survivors.
+def pooled_densities(densities: dict[str, float]) -> dict[str, float]:
+    """Each ``<layer>.bias`` at the target of its ``<layer>.weight`` (bias pooling)."""
+    out = dict(densities)
+    for n in densities:
+        weight = n.removesuffix(".bias") + ".weight" if n.endswith(".bias") else None
+        if weight in densities:
+            out[n] = densities[weight]
+    return out
+
+
+def groups(densities: dict[str, float], scope: str,
+           pool_bias: bool = False) -> list[list[str]]:
+    """The names that compete for survivors: one group per tensor (layer-wise; with
+    ``pool_bias`` a layer's weight and bias together) or per target (global: tensors with the
+    same target, the same rate, compete)."""
     if scope == "layerwise":
-        return [[n] for n in densities]
+        by_layer: dict[str, list[str]] = {}
+        for n in densities:
+            layer = n.rsplit(".", 1)[0] if pool_bias and "." in n else n
+            by_layer.setdefault(layer, []).append(n)
+        return list(by_layer.values())
     by_target: dict[float, list[str]] = {}
     for n, d in densities.items():
         by_target.setdefault(d, []).append(n)
@@ -153,12 +178,16 @@ def keep_top(scores: dict[str, torch.Tensor], mask: Mask, names: list[str], keep
 
 
 def mask_from_scores(scores: dict[str, torch.Tensor], mask: Mask, scope: str,
-                     densities: dict[str, float]) -> Mask:
-    """The highest ``scores`` of each group kept, ``round(size * density)`` of them."""
+                     densities: dict[str, float], pool_bias: bool = False) -> Mask:
+    """The highest ``scores`` of each group kept, ``round(size * density)`` of them; with
+    ``pool_bias`` a layer's bias takes its weight's target and is ranked with it."""
+    targets = {n: densities[n] for n in mask}
+    if pool_bias:
+        targets = pooled_densities(targets)
     new: Mask = {}
-    for names in groups({n: densities[n] for n in mask}, scope):
+    for names in groups(targets, scope, pool_bias):
         size = sum(mask[n].numel() for n in names)
-        new.update(keep_top(scores, mask, names, kept_count(size, densities[names[0]])))
+        new.update(keep_top(scores, mask, names, kept_count(size, targets[names[0]])))
     return new
 
 
@@ -183,14 +212,17 @@ def weight_scores(weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str
 
 
 def prune_mask(weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str, seed: int,
-               densities: dict[str, float],
-               initial: dict[str, torch.Tensor] | None = None) -> Mask:
+               densities: dict[str, float], initial: dict[str, torch.Tensor] | None = None,
+               pool_bias: bool = False) -> Mask:
     """A smaller mask from the trained ``weights`` of the last round.
 
     ``densities``: each name's target density of its whole tensor (``scheduled_densities``
     for round k of the iterative schedule, ``target_densities`` for an explicit one).
     ``initial``: the weights the round started from (the Zhou et al. criteria read them).
-    ``weights`` and ``mask`` map the same names. Returns a new mask; nothing is mutated.
+    ``pool_bias``: a layer's bias (when the mask has it) takes its weight's target and is
+    ranked with it, one group per layer (the mnist1d notebook's layer-wise pruning of each
+    layer's parameter vector). ``weights`` and ``mask`` map the same names. Returns a new
+    mask; nothing is mutated.
     """
     scores = weight_scores(weights, mask, strategy=strategy, seed=seed, initial=initial)
-    return mask_from_scores(scores, mask, check_strategy(strategy)[1], densities)
+    return mask_from_scores(scores, mask, check_strategy(strategy)[1], densities, pool_bias)

@@ -82,13 +82,15 @@ def _mlp_forward(model: nn.Module) -> Callable[[dict, dict, torch.Tensor], torch
             or not all(isinstance(m, nn.Linear) and m.bias is not None for _, m in layers)):
         return None
     names = [(f"{n}.weight", f"{n}.bias") for n, _ in layers]
+    skips = model.skips  # per layer: a residual skip (never the output layer)
 
     def forward(p: dict, b: dict, x: torch.Tensor) -> torch.Tensor:
         h = x.flatten(2)
         for i, (w, bias) in enumerate(names):
-            h = torch.baddbmm(p[bias].unsqueeze(1), h, p[w].transpose(1, 2))
+            z = torch.baddbmm(p[bias].unsqueeze(1), h, p[w].transpose(1, 2))
             if i < len(names) - 1:
-                h = torch.relu_(h)  # in place: baddbmm saves its inputs, not h
+                z = torch.relu_(z)  # in place: baddbmm saves its inputs, not its output
+            h = h + z if skips[i] else z
         return h
 
     return forward
