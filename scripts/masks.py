@@ -60,7 +60,7 @@ def group_rows(runs: list, rounds: list[int] | None, band_kind: str) -> list:
             oneshot[run.seed] = oneshot_mask(
                 store.load_tensors(store.final_path(0)), masks[run.seed],
                 strategy=settings.strategy, densities=settings.round_densities(k, rates),
-                seed=settings.prune_seed(k))
+                seed=settings.prune_seed(k), pruner=prep.pruner)
         density = next(r["density"] for r in runs[0].rounds if r["round"] == k)
         rows += overlap_rows(k, density, masks, oneshot, band_kind)  # k = 1: the same mask
     return rows

@@ -160,7 +160,8 @@ def test_deterministic_rejects_a_nondeterministic_op() -> None:
 
 def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [PYTHON, "-m", "experiments.lottery", f"output_root={tmp_path / 'runs'}",
+        [PYTHON, "-m", "experiments.lottery", "experiment=mnist1d_mlp",
+         f"output_root={tmp_path / 'runs'}",
          "wandb.mode=disabled", "progress=false", "train.duration=20it", "prune.rounds=0",
          "dataset.num_samples=1200", *overrides],
         cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)

@@ -18,7 +18,8 @@ from lth.tracking import find_wandb_file, read_wandb_run
 from tests.conftest import PYTHON, ROOT, cli_env
 
 CONF = str(ROOT / "conf")
-TEACHER = ["train.duration=60it", "train.eval_every=0it", "prune.rounds=1", "progress=false",
+TEACHER = ["experiment=mnist1d_mlp",  # the machinery on the small MLP
+           "train.duration=60it", "train.eval_every=0it", "prune.rounds=1", "progress=false",
            "dataset.num_samples=1200", "wandb.mode=disabled", "device=cpu"]
 STUDENT = ["train.duration=40it", "train.eval_every=20it", "progress=false",
            "wandb.mode=disabled", "device=cpu"]

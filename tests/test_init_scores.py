@@ -173,6 +173,26 @@ def test_iterative_synflow_is_exact_and_nested(one_thread) -> None:
         assert all(bool((after[n] <= before[n]).all()) for n in mask), "not nested"
 
 
+def test_layerwise_synflow_with_bias_pooling_prunes_each_layers_parameters_together(
+        one_thread) -> None:
+    torch.manual_seed(0)
+    model = TinyMLP()
+    mask = full_mask(model, include_bias=True)
+    dens = {n: 0.2 for n in mask}
+    copy = TinyMLP()
+    copy.load_state_dict(model.state_dict())
+    final = synflow_mask(copy, mask, dens, "layerwise", 5, (20,), pool_bias=True)
+    layers = {n.rsplit(".", 1)[0] for n in mask}
+    for layer in layers:
+        names = [n for n in mask if n.startswith(layer + ".")]
+        assert len(names) == 2  # weight and bias ranked as one vector
+        size = sum(mask[n].numel() for n in names)
+        assert sum(int(final[n].sum()) for n in names) == kept_count(size, 0.2), layer
+    # pooled, a bias competes with its weights instead of keeping its own 20%
+    assert any(int(final[n].sum()) != kept_count(mask[n].numel(), 0.2)
+               for n in mask if n.endswith(".bias"))
+
+
 def test_synflow_is_data_independent(one_thread) -> None:
     torch.manual_seed(0)
     state = TinyMLP().state_dict()

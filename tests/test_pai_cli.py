@@ -19,7 +19,8 @@ from lth.tracking import find_wandb_file, read_wandb_run
 from lth.train.evaluate import evaluate
 from tests.conftest import PYTHON, cli_env
 
-TINY = ["train.duration=60it", "train.eval_every=0it", "dataset.num_samples=1200",
+TINY = ["experiment=mnist1d_mlp",  # the machinery on the small MLP
+        "train.duration=60it", "train.eval_every=0it", "dataset.num_samples=1200",
         "dataset.val_size=100", "progress=false", "prune.output_fraction=null"]
 AT_INIT = ["prune.at_init=true", "prune.schedule=[0.5,0.1]", "prune.rounds=2",
            "prune.score_iterations=10", "prune.controls=[invert,random_prune]",

@@ -15,7 +15,8 @@ from lth.train.preempt import handle_preemption
 from tests.conftest import PYTHON, cli_env
 from tests.test_resume import assert_same_run, make
 
-RUN = ["train.duration=300it", "train.eval_every=100it", "train.checkpoint_every=100it",
+RUN = ["experiment=mnist1d_mlp",  # the machinery on the small MLP
+       "train.duration=300it", "train.eval_every=100it", "train.checkpoint_every=100it",
        "prune.rounds=1", "dataset.num_samples=1200", "progress=false", "wandb.mode=disabled"]
 
 

@@ -20,7 +20,8 @@ from lth.tracking import find_wandb_file, read_wandb_run
 from tests.conftest import PYTHON, ROOT, cli_env
 from tests.test_config import DEFAULT_HASH, compose_with
 
-TINY = ["train.duration=200it", "train.eval_every=100it", "prune.rounds=1",
+TINY = ["experiment=mnist1d_mlp",  # the machinery on the small MLP
+        "train.duration=200it", "train.eval_every=100it", "prune.rounds=1",
         "train.checkpoint_every=50it", "dataset.num_samples=1200", "dataset.val_size=100",
         "progress=false"]
 KILL = "LTH_TEST_KILL_AT"
@@ -64,8 +65,8 @@ def base(tmp_path_factory) -> Path:
 
 
 def copy_run(base: Path, tmp: Path) -> Path:
-    shutil.copytree(base.parent, tmp / "runs" / "mnist1d_mlp")
-    return tmp / "runs" / "mnist1d_mlp" / base.name
+    shutil.copytree(base.parent, tmp / "runs" / base.parent.name)
+    return tmp / "runs" / base.parent.name / base.name
 
 
 @pytest.fixture(scope="module")

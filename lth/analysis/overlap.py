@@ -8,7 +8,7 @@ densities ``a`` and ``b``: expected intersection ``n·a·b``, union ``n·(a + b 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -75,9 +75,10 @@ def compare_masks(a: Mask, b: Mask) -> dict[str, Overlap]:
 
 
 def oneshot_mask(weights: Mapping[str, torch.Tensor], like: Mask, *, strategy: str,
-                 densities: Mapping[str, float], seed: int = 0) -> Mask:
+                 densities: Mapping[str, float], seed: int = 0,
+                 pruner: Callable[..., Mask] = prune_mask) -> Mask:
     """The mask that pruning ``weights`` (round 0's trained state) in one step to
-    ``densities`` gives, over the layers of ``like``: the one-shot counterpart of a ticket."""
+    ``densities`` gives, over the layers of ``like``: the one-shot counterpart of a ticket.
+    ``pruner``: the run's own (``prune_mask``'s signature; e.g. with bias pooling)."""
     full = {n: torch.ones_like(m, dtype=torch.bool) for n, m in like.items()}
-    return prune_mask(dict(weights), full, strategy=strategy, seed=seed,
-                      densities=dict(densities))
+    return pruner(dict(weights), full, strategy=strategy, seed=seed, densities=dict(densities))

@@ -32,6 +32,7 @@ import torch
 
 from lth.errors import ConfigError
 from lth.lottery.driver import Branch, Lottery, Record, RoundStart
+from lth.lottery.prune_inputs import prune_inputs, prune_scores
 from lth.lottery.seeds import derive_seed
 from lth.lottery.store import RunStore
 from lth.pruning import Mask, apply_mask
@@ -83,8 +84,8 @@ def control_start(lottery: Lottery, k: int, name: str) -> RoundStart:
         mask = ticket_mask
     elif name == "invert":
         scratch = lottery.initial_model()
-        inputs = lottery.prune_inputs(k, scratch)
-        mask = invert_mask(lottery.prune_scores(k, inputs), inputs.mask, ticket_mask)
+        inputs = prune_inputs(lottery, k, scratch)
+        mask = invert_mask(prune_scores(lottery, k, inputs), inputs.mask, ticket_mask)
     else:
         mask = shuffled_mask(ticket_mask, seed)
     apply_mask(model, mask)

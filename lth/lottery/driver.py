@@ -11,13 +11,8 @@ weights of round k-1 to the scheduled density and retrains according to ``retrai
 
 Round k's target density is ``(1 - p) ** k`` per group; with ``oneshot`` round 1 prunes the
 dense trained network straight to the density of ``rounds`` rounds (and is the last round);
-with ``schedule`` round k targets ``schedule[k - 1]`` (see ``LotterySettings``). With
-``at_init`` (pruning at initialisation: SNIP, GraSP, SynFlow, ...) round k instead prunes the
-weights it starts from (the initialisation, or the rewind point) from the dense mask to its
-density, so each round is its own one-shot ticket from the same initialisation.
-
-The pruner gets the round's weights, the mask they are pruned within, and the weights the
-scored round started from (``PruneInputs``; Zhou et al.'s criteria compare the two).
+with ``schedule`` round k targets ``schedule[k - 1]`` (see ``LotterySettings``); with ``at_init``
+each round prunes its own start weights (``lth.lottery.prune_inputs``).
 
 A round is begun (``begin_round``: its model at the start state, mask, span, hooks), trained
 (``train_round``) and finished (``finish_round``: files, record, sink). Branches trained beside
@@ -40,14 +35,15 @@ from torch import nn
 
 from lth.analysis.supermask import supermask_test_acc
 from lth.data import Dataset
-from lth.errors import CheckpointError, ConfigError
+from lth.errors import CheckpointError
 from lth.faults import kill_point, with_signal_hook
 from lth.lottery import checkpoint
 from lth.lottery.checkpoint import Checkpoint
+from lth.lottery.cost import round_cost
 from lth.lottery.early_bird import EarlyBirdTracker, early_bird_mask
+from lth.lottery.prune_inputs import prune_inputs
 from lth.lottery.settings import LotterySettings
 from lth.lottery.store import RunStore
-from lth.models.macs import count_macs
 from lth.pruning import (
     Mask,
     apply_mask,
@@ -59,8 +55,6 @@ from lth.pruning import (
     remaining,
     total,
 )
-from lth.pruning.channels import remove_channels
-from lth.pruning.prune import weight_scores
 from lth.pruning.structured import ChannelPruner
 from lth.tracking import Sink
 from lth.tracking.wandb_sink import control_metrics
@@ -84,16 +78,6 @@ class Branch:
     fields: Mapping[str, Any]
     kind: str = "controls"
     data_seed: int | None = None
-
-
-@dataclass(frozen=True)
-class PruneInputs:
-    """What round k's mask is pruned from: ``weights`` within ``mask``; ``initial`` the
-    weights the scored weights' round started from (equal to ``weights`` at init)."""
-
-    weights: dict[str, torch.Tensor]
-    mask: Mask
-    initial: dict[str, torch.Tensor]
 
 
 @dataclass
@@ -182,37 +166,10 @@ class Lottery:
         final_lr = constant_schedule(self.lr_factor(s.iterations - 1))
         return Span(s.iterations, s.iterations + s.finetune_iters, final_lr)
 
-    def round_start_state(self, k: int, model: nn.Module) -> dict[str, torch.Tensor]:
-        """The weights round ``k`` started from (init.pt for round 0); ``model`` is scratch."""
-        if k == 0:
-            return self.load_state(model, self.store.init_path)
-        self.start_weights(k, model)
-        return {n: t.clone() for n, t in model.state_dict().items()}
-
-    def prune_inputs(self, k: int, model: nn.Module) -> PruneInputs:
-        """What round ``k``'s (>= 1) mask is pruned from (``model`` is scratch)."""
-        if self.settings.at_init:
-            start = self.round_start_state(k, model)
-            return PruneInputs(start, full_mask(model, self.settings.include_bias), start)
-        initial = self.round_start_state(k - 1, model)
-        return PruneInputs(self.load_state(model, self.store.final_path(k - 1)),
-                           self.load_mask(model, k - 1), initial)
-
-    def prune_scores(self, k: int, inputs: PruneInputs) -> dict[str, torch.Tensor]:
-        """The scores round ``k``'s pruner ranks ``inputs`` by (the ``invert`` control's)."""
-        s = self.settings
-        scores = weight_scores if self.pruner is prune_mask else getattr(self.pruner, "scores",
-                                                                            None)
-        if scores is None:  # the channel pruner ranks whole channels
-            raise ConfigError("the invert control needs scores per weight: it supports "
-                              "prune.granularity=weight only")
-        return scores(inputs.weights, inputs.mask, strategy=s.strategy,
-                      seed=s.prune_seed(k), initial=inputs.initial)
-
     def _prune(self, k: int, model: nn.Module) -> tuple[Mask, Span]:
         """Round k's (>= 1) mask, with ``model`` at its start state (unmasked) and its span."""
         s = self.settings
-        inputs = self.prune_inputs(k, model)
+        inputs = prune_inputs(self, k, model)
         mask = early_bird_mask(self, model) if k == 1 and s.early_bird_ticket else None
         if mask is None:
             rates = layer_rates(model, sorted(inputs.mask), s.rates)
@@ -315,7 +272,9 @@ class Lottery:
             "early_stop_test_acc": result.early_stop_test_acc, "train_loss": result.train_loss,
             "iterations": start.span.iterations,
             "wall_s": round(time.perf_counter() - start.began, 3),
-            "layer_density": layer_density(mask), **self.cost(start),
+            "layer_density": layer_density(mask),
+            **round_cost(start.model, mask, self.data.x_train[:8],
+                         isinstance(self.pruner, ChannelPruner)),
         }
         if result.val_acc is not None:
             record.update(val_acc=result.val_acc, val_loss=result.val_loss)
@@ -326,17 +285,6 @@ class Lottery:
         if start.branch is not None:
             record.update(start.branch.fields)
         return record
-
-    def cost(self, start: RoundStart) -> dict[str, int]:
-        """MACs per sample: every weight (``macs_dense``), the unpruned ones (``macs_sparse``)
-        and, when whole channels are pruned, those of the physically smaller network."""
-        x = self.data.x_train[:8]
-        macs = count_macs(start.model, x[:1], start.mask)
-        out = {"macs_dense": macs.dense, "macs_sparse": macs.sparse}
-        if isinstance(self.pruner, ChannelPruner):
-            small = remove_channels(start.model, start.mask, x.cpu())
-            out["macs_structured"] = count_macs(small, x[:1].cpu()).dense
-        return out
 
     def finish_round(self, start: RoundStart, result: TrainResult) -> Record:
         """Store the round's (or branch's) files and record (the record last) and log it."""

@@ -36,9 +36,8 @@ from lth.pruning.prune import (
     MODEL_SCORES,
     check_strategy,
     groups,
-    keep_top,
-    kept_count,
     mask_from_scores,
+    pooled_densities,
     weight_scores,
 )
 
@@ -103,16 +102,20 @@ def synflow_scores(model: nn.Module, names: Iterable[str],
 
 
 def exponential_steps(mask: Mask, densities: dict[str, float], scope: str,
-                      iterations: int) -> list[dict[str, float]]:
+                      iterations: int, pool_bias: bool = False) -> list[dict[str, float]]:
     """Per-tensor target densities of each of ``iterations`` steps from ``mask``'s density
-    (per group) to ``densities``, geometric in between; the last step is ``densities``."""
+    (per group) to ``densities``, geometric in between; the last step is ``densities``
+    (with ``pool_bias`` each bias at its weight's target, ranked with it)."""
     steps = []
-    grouped = groups({n: densities[n] for n in mask}, scope)
+    targets = {n: densities[n] for n in mask}
+    if pool_bias:
+        targets = pooled_densities(targets)
+    grouped = groups(targets, scope, pool_bias)
     for j in range(1, iterations + 1):
         step = {}
         for names in grouped:
             start = sum(int(mask[n].sum()) for n in names) / sum(mask[n].numel() for n in names)
-            end = densities[names[0]]
+            end = targets[names[0]]
             value = end if j == iterations else start * (end / start) ** (j / iterations)
             step.update({n: value for n in names})
         steps.append(step)
@@ -121,18 +124,14 @@ def exponential_steps(mask: Mask, densities: dict[str, float], scope: str,
 
 def synflow_mask(model: nn.Module, mask: Mask, densities: dict[str, float], scope: str,
                  iterations: int, input_shape: tuple[int, ...],
-                 on_step: Callable[[Mask], None] | None = None) -> Mask:
+                 on_step: Callable[[Mask], None] | None = None, pool_bias: bool = False) -> Mask:
     """Iterative SynFlow: ``iterations`` rounds of scoring the masked ``model`` (in place: a
     copy) and pruning to the next density of the exponential schedule (``on_step`` sees each
     step's mask). Masks only shrink."""
-    for step in exponential_steps(mask, densities, scope, iterations):
+    for step in exponential_steps(mask, densities, scope, iterations, pool_bias):
         apply_mask(model, mask)
         scores = synflow_scores(model, list(mask), input_shape)
-        new: Mask = {}
-        for names in groups(step, scope):
-            size = sum(mask[n].numel() for n in names)
-            new.update(keep_top(scores, mask, names, kept_count(size, step[names[0]])))
-        mask = new
+        mask = mask_from_scores(scores, mask, scope, step, pool_bias)
         if on_step is not None:
             on_step(mask)
     return mask
@@ -170,9 +169,6 @@ class ScorePruner:
     def check(self, strategy: str) -> None:
         """ConfigError if ``strategy`` needs training batches this pruner lacks."""
         kind, _ = check_strategy(strategy)
-        if kind == "synflow" and self.pool_bias:
-            raise ConfigError("prune.pool_bias=true is not supported with prune.strategy="
-                              f"{strategy}: use prune.pool_bias=false")
         if kind in DATA_SCORES and self.x.shape[0] < self.batch_size:
             raise ConfigError(f"prune.strategy={strategy} scores training batches but the "
                               f"dataset has {self.x.shape[0]} training samples: use a data-free "
@@ -209,6 +205,6 @@ class ScorePruner:
         if kind == "synflow":
             model = self._model(weights, mask)
             return synflow_mask(model, mask, densities, scope, self.score_iterations,
-                                tuple(self.x.shape[1:]))
+                                tuple(self.x.shape[1:]), pool_bias=self.pool_bias)
         scores = self.scores(weights, mask, strategy=strategy, seed=seed, initial=initial)
         return mask_from_scores(scores, mask, scope, densities, self.pool_bias)
