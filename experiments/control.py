@@ -14,46 +14,23 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from experiments.errors import report_errors
-from experiments.schema import LotterySchema, register
-from lth.errors import ConfigError
+from experiments.schema import register
 
 register()
-
-
-def run_config(cfg: DictConfig) -> DictConfig:
-    """The stored run's config, checked against the schema, pointed at its directory."""
-    run_dir = Path(cfg.run_dir).resolve()
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{path} is missing: run_dir must be a run directory "
-                          "<output_root>/<name>/<hash> made by experiments.lottery")
-    stored = OmegaConf.merge(OmegaConf.structured(LotterySchema), OmegaConf.load(path))
-    assert isinstance(stored, DictConfig)
-    stored.output_root, stored.name = str(run_dir.parent.parent), run_dir.parent.name
-    stored.device, stored.progress = cfg.device, cfg.progress
-    if cfg.wandb_mode is not None:
-        stored.wandb.mode = cfg.wandb_mode
-    return stored
 
 
 def run(cfg: DictConfig) -> Path:
     """Train the requested controls of the run ``cfg.run_dir``; returns the run directory."""
     from experiments import setup
-    from lth.lottery import RunStore
+    from experiments.stored import reopen
     from lth.lottery.controls import check_controls, pending_controls, run_control
     from lth.lottery.table import format_header, format_row
 
     names = check_controls([cfg.control] if isinstance(cfg.control, str) else cfg.control)
-    stored = run_config(cfg)
-    prep = setup.prepare(stored)
-    settings = setup.settings_from(stored, prep.iters_per_epoch)
-    root = RunStore.for_config(stored.output_root, stored.name, setup.to_dict(stored)).root
-    if root != Path(cfg.run_dir).resolve():  # checked before anything is written
-        raise ConfigError(f"{cfg.run_dir}/config.yaml hashes to {root.name}, not to the "
-                          "directory's name: it was changed or made by another lth version")
+    stored, prep, settings = reopen(cfg)
     with ExitStack() as stack:
         store = setup.open_store(stored, settings, stack)
         pairs = pending_controls(store, names, list(cfg.rounds) or None)

@@ -18,7 +18,6 @@ from omegaconf import DictConfig
 
 from experiments.errors import report_errors
 from experiments.schema import register
-from lth.errors import ConfigError
 
 register()
 
@@ -35,7 +34,7 @@ def format_instability(record: dict) -> str:
 def run(cfg: DictConfig) -> Path:
     """Analyse the requested rounds of the run ``cfg.run_dir``; returns the run directory."""
     from experiments import setup
-    from experiments.control import run_config
+    from experiments.stored import reopen, run_config
     from lth.lottery import RunStore
     from lth.lottery.instability import (
         InstabilityOptions,
@@ -45,14 +44,9 @@ def run(cfg: DictConfig) -> Path:
     )
 
     options = InstabilityOptions(cfg.alpha_points, cfg.train_samples, cfg.bn_reset)
-    stored = run_config(cfg)
+    run_config(cfg)  # a missing config.yaml is named before the rounds are read
     pending_instability(RunStore(cfg.run_dir), list(cfg.rounds) or None)  # fail before the data
-    prep = setup.prepare(stored)
-    settings = setup.settings_from(stored, prep.iters_per_epoch)
-    root = RunStore.for_config(stored.output_root, stored.name, setup.to_dict(stored)).root
-    if root != Path(cfg.run_dir).resolve():  # checked before anything is written
-        raise ConfigError(f"{cfg.run_dir}/config.yaml hashes to {root.name}, not to the "
-                          "directory's name: it was changed or made by another lth version")
+    stored, prep, settings = reopen(cfg)
     with ExitStack() as stack:
         store = setup.open_store(stored, settings, stack)
         rounds = pending_instability(store, list(cfg.rounds) or None)
