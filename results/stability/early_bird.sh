@@ -7,7 +7,7 @@ ROOT=${ROOT:-/tmp/stab/eb_runs}
 PY=${PY:-python}
 export OMP_NUM_THREADS=1
 for ticket in false true; do
-  nice -n 10 $PY -m experiments.lottery -m output_root=$ROOT progress=false \
+  nice -n 10 $PY -m experiments.lottery -m experiment=mnist1d_mlp output_root=$ROOT progress=false \
     wandb.mode=disabled prune.rounds=1 seed=0,1,2,3,4 analysis.early_bird_every=100it \
     analysis.early_bird_ticket=$ticket
 done

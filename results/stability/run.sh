@@ -8,8 +8,10 @@ ROOT=${ROOT:-/tmp/stab/runs}
 PY=${PY:-python}
 export OMP_NUM_THREADS=1
 
-# MNIST-1D, default model (MLP 40-100-100-10) and preset (3000 it per round, 20% per round).
-nice -n 10 $PY -m experiments.lottery -m output_root=$ROOT progress=false wandb.mode=disabled \
+# MNIST-1D: experiment=mnist1d_mlp (MLP 40-100-100-10, 3000 it and 20% per round; the default
+# until issue 13).
+nice -n 10 $PY -m experiments.lottery -m experiment=mnist1d_mlp output_root=$ROOT progress=false \
+  wandb.mode=disabled \
   replicas=5 prune.rounds=8 prune.rewind=0it,50it,200it,1000it
 for run in $ROOT/mnist1d_mlp/*/; do
   nice -n 10 $PY -m experiments.instability run_dir=$run 'rounds=[0,4,8]' progress=false \
