@@ -100,7 +100,10 @@ def run(cfg: DictConfig) -> RunStore:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="distill")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    store = run(cfg)
+    from lth.train.preempt import handle_preemption
+
+    with handle_preemption():  # SIGTERM / Submitit's SIGUSR2: checkpoint at once, then exit
+        store = run(cfg)
     print(f"run directory: {Path(store.root)}")
     sys.stdout.flush()
 

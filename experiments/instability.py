@@ -64,7 +64,10 @@ def run(cfg: DictConfig) -> Path:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="instability")
 @report_errors
 def main(cfg: DictConfig) -> None:
-    print(f"run directory: {run(cfg)}")
+    from lth.train.preempt import handle_preemption
+
+    with handle_preemption():  # SIGTERM / Submitit's SIGUSR2: checkpoint at once, then exit
+        print(f"run directory: {run(cfg)}")
     sys.stdout.flush()
 
 

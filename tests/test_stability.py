@@ -28,7 +28,8 @@ from lth.lottery.instability import (
     pending_instability,
     run_instability,
 )
-from lth.pruning import apply_mask, prune_mask
+from lth.lottery.settings import LotterySettings
+from lth.pruning import PruneRates, apply_mask, prune_mask
 from tests.conftest import TinyMLP, make_blobs
 from tests.test_lottery import make_lottery
 
@@ -201,6 +202,25 @@ def test_early_bird_round_zero_records_the_point_and_draws_the_ticket(tmp_path: 
     early = lottery.store.load_tensors(lottery.store.early_bird_mask_path)
     ticket = lottery.store.load_tensors(lottery.store.mask_path(1))
     assert all(torch.equal(early[n], ticket[n]) for n in ticket) and second["early_bird_ticket"]
+
+
+def test_early_bird_detection_works_with_criteria_that_read_the_initial_weights(
+        tmp_path: Path) -> None:
+    # magnitude_increase compares round 0's start (init.pt) with the current weights: the
+    # detector's masks must be drawn the way round 1 draws its own.
+    lottery = make_lottery(tmp_path, rounds=1, iterations=60, early_bird_every=5,
+                           early_bird_threshold=0.3, early_bird_ticket=True,
+                           strategy="magnitude_increase")
+    lottery.run()
+    first, second = lottery.store.read_metrics()
+    assert first["early_bird_iter"] is not None and second["early_bird_ticket"]
+
+
+def test_an_early_bird_ticket_cannot_be_pruning_at_init() -> None:
+    with pytest.raises(ConfigError, match="choose one"):
+        LotterySettings(seed=0, rounds=1, iterations=60, batch_size=32, rewind_iter=0,
+                        strategy="snip", rates=PruneRates(0.3), early_bird_every=5,
+                        early_bird_ticket=True, at_init=True)
 
 
 # -- instability branches ----------------------------------------------------------------------

@@ -83,6 +83,9 @@ def control_start(lottery: Lottery, k: int, name: str) -> RoundStart:
         model.load_state_dict(lottery.make_model().state_dict())
         mask = ticket_mask
     elif name == "invert":
+        if k == 1 and lottery.store.early_bird_mask_path.exists():
+            raise ConfigError("round 1's mask is the early-bird ticket's, drawn from weights "
+                              "not stored: the invert control cannot rank them; use rounds >= 2")
         scratch = lottery.initial_model()
         inputs = prune_inputs(lottery, k, scratch)
         mask = invert_mask(prune_scores(lottery, k, inputs), inputs.mask, ticket_mask)

@@ -240,6 +240,8 @@ class Lottery:
             resume, start.began = ckpt.state, start.began - ckpt.wall_s
             if start.early_bird is not None and "early_bird" in ckpt.extra:
                 start.early_bird.load(ckpt.extra["early_bird"])
+        elif start.early_bird is not None:  # round 0 from its start: an old early-bird mask is
+            self.store.remove(self.store.early_bird_mask_path)  # not this training's
 
         def save(state: TrainState) -> None:
             wall = time.perf_counter() - start.began

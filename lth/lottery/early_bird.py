@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import torch
 from torch import nn
 
 from lth.analysis.early_bird import EarlyBird
@@ -56,6 +57,7 @@ class EarlyBirdTracker:
     def __init__(self, lottery: Lottery, extra: dict[str, Any]) -> None:
         self.lottery, self.extra = lottery, extra
         self.detector = EarlyBird(lottery.settings.early_bird_threshold)
+        self.initial: dict[str, torch.Tensor] | None = None  # init.pt, read at the first draw
         extra["early_bird_iter"] = None
 
     def add_hooks(self, hooks: dict[int, Hook], start: int, end: int) -> None:
@@ -68,10 +70,13 @@ class EarlyBirdTracker:
     def draw(self, model: nn.Module) -> Mask:
         """Round 1's mask if the current weights of ``model`` were pruned now."""
         s, weights = self.lottery.settings, model.state_dict()
+        if self.initial is None:  # round 1's pruner compares with round 0's start (criteria)
+            self.initial = self.lottery.load_state(model, self.lottery.store.init_path)
         dense = full_mask(model, s.include_bias)
         rates = layer_rates(model, sorted(dense), s.rates)
         return self.lottery.pruner(weights, dense, strategy=s.strategy,
-                                   densities=s.round_densities(1, rates), seed=s.prune_seed(1))
+                                   densities=s.round_densities(1, rates), seed=s.prune_seed(1),
+                                   initial=self.initial)
 
     def observe(self, it: int, model: nn.Module) -> None:
         """Draw the mask of iteration ``it``; note the early-bird point when it settles."""

@@ -60,6 +60,10 @@ class LotterySettings:
         check_threshold(self.early_bird_threshold)
         if self.early_bird_every < 0:
             raise ConfigError("analysis.early_bird_every is negative; use 0it (off) or more")
+        if self.early_bird_ticket and self.at_init:
+            raise ConfigError("analysis.early_bird_ticket=true draws round 1's mask from weights "
+                              "trained in round 0, prune.at_init=true from the initial ones: "
+                              "choose one")
         if self.early_bird_ticket and not self.early_bird_every:
             raise ConfigError("analysis.early_bird_ticket=true needs analysis.early_bird_every "
                               "> 0it (how often round 0 draws a mask)")
