@@ -15,7 +15,8 @@ from tests.test_resume import without_wall
 
 pytestmark = pytest.mark.slow  # each torchrun starts 2 interpreters with torch (~10 s)
 TORCHRUN = [PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-RUN = ["train.duration=200it", "train.eval_every=100it", "train.checkpoint_every=100it",
+RUN = ["experiment=mnist1d_mlp",  # the machinery on the small MLP
+       "train.duration=200it", "train.eval_every=100it", "train.checkpoint_every=100it",
        "prune.rounds=1", "dataset.num_samples=1200", "progress=false", "wandb.mode=offline",
        "prune.controls=[random_reinit]"]
 

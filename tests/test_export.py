@@ -153,7 +153,8 @@ def test_cli_channel_run_then_int8_export(tmp_path: Path) -> None:
     """The two real CLIs end to end: a channel-pruned lottery run, then its int8 export."""
     env = cli_env(tmp_path)
     result = subprocess.run(
-        [PYTHON, "-m", "experiments.lottery", "model=cnn1d", "prune.granularity=channel",
+        [PYTHON, "-m", "experiments.lottery", "experiment=mnist1d_mlp", "model=cnn1d",
+         "prune.granularity=channel",
          "prune.rounds=1", "train.duration=100it", "train.eval_every=0it", "progress=false",
          "wandb.mode=disabled", f"output_root={tmp_path}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

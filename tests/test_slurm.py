@@ -21,7 +21,8 @@ from tests.test_resume import assert_same_run
 
 pytestmark = pytest.mark.slow
 SCRIPT = ROOT / "scripts" / "slurm_local.sh"
-RUN = ["prune.rounds=1", "dataset.num_samples=1200", "progress=false", "wandb.mode=disabled",
+RUN = ["experiment=mnist1d_mlp", "prune.rounds=1", "dataset.num_samples=1200", "progress=false",
+       "wandb.mode=disabled",
        "train.eval_every=1000it", "train.checkpoint_every=3000it"]
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug",
          "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",

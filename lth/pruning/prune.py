@@ -84,7 +84,8 @@ def check_pool_bias(pool_bias: bool, prune_bias: bool, granularity: str) -> None
         raise ConfigError("prune.pool_bias=true ranks biases with their layer's weights: "
                           "set prune.prune_bias=true too")
     if pool_bias and granularity != "weight":
-        raise ConfigError("prune.pool_bias=true needs prune.granularity=weight")
+        raise ConfigError("prune.pool_bias=true (the default experiment sets it) needs "
+                          "prune.granularity=weight: add prune.pool_bias=false")
 
 
 def layer_rates(model: nn.Module, names: list[str], rates: PruneRates) -> dict[str, float]:
