@@ -31,7 +31,11 @@ SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug",
 
 @pytest.fixture(scope="module")
 def slurm() -> dict[str, str]:
-    if importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None:
+    try:  # find_spec raises, not returns None, when hydra_plugins itself is missing
+        found = importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
         pytest.skip("hydra-submitit-launcher is not installed (pip install -e '.[cluster]')")
     started = subprocess.run(["bash", str(SCRIPT), "start"], capture_output=True, text=True,
                              timeout=120)
