@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 SCRIPT = ROOT / "scripts" / "slurm_local.sh"
 RUN = ["experiment=mnist1d_mlp", "prune.rounds=1", "dataset.num_samples=1200", "progress=false",
        "wandb.mode=disabled",
-       "train.eval_every=1000it", "train.checkpoint_every=3000it"]
+       "train.eval_every=1000it", "train.checkpoint_every=30000it"]
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug",
          "hydra.launcher.gpus_per_node=null", "hydra.launcher.cpus_per_task=1",
          "hydra.launcher.mem_gb=1"]
@@ -85,7 +85,9 @@ def _job_ids(env: dict) -> list[str]:
 
 def test_requeue_mid_round_resumes_from_the_sigterm_checkpoint(tmp_path: Path,
                                                                slurm) -> None:
-    long = "train.duration=6000it"
+    # Long enough that round 1 is still training 2 s after round 0 on an idle machine (a
+    # round of 6000 iterations took 2 s there, and finished before the requeue).
+    long = "train.duration=60000it"
     sweep = lottery(tmp_path, "slurm", "-m", "seed=0", long, *SLURM, env=slurm, wait=False)
     deadline = time.time() + 300
     metrics = None
@@ -95,7 +97,7 @@ def test_requeue_mid_round_resumes_from_the_sigterm_checkpoint(tmp_path: Path,
             metrics = found[0]
         time.sleep(0.2)
     assert metrics is not None, "round 0 never finished under Slurm"
-    time.sleep(2.0)  # well into round 1, before its periodic checkpoint at 3000
+    time.sleep(2.0)  # well into round 1, before its periodic checkpoint at 30000
     (job,) = _job_ids(slurm)
     subprocess.run(["scontrol", "requeue", job], env={**os.environ, **slurm}, check=True)
     time.sleep(3)
@@ -107,7 +109,7 @@ def test_requeue_mid_round_resumes_from_the_sigterm_checkpoint(tmp_path: Path,
     logs = "".join(p.read_text() for p in (tmp_path / "slurm").rglob(f"{job}_*log.err"))
     stopped = re.search(r"preempted: stopped by SIGTERM at iteration (\d+) \(round 1\)", logs)
     assert stopped, logs[-2000:]
-    assert 0 < int(stopped[1]) < 3000 + 1  # not the periodic checkpoint's iteration
+    assert 0 < int(stopped[1]) < 30000 + 1  # not the periodic checkpoint's iteration
     basic = lottery(tmp_path, "basic", long, env=slurm)
     assert basic.returncode == 0, basic.stderr[-2000:]
     a, b = runs(tmp_path / "slurm"), runs(tmp_path / "basic")
