@@ -108,14 +108,7 @@ def pending_controls(store: RunStore, names: Iterable[str],
     ``rounds``)."""
     names = check_controls(names)
     done = {(r["round"], r["control"]) for r in store.read_controls()}
-    completed = [r["round"] for r in store.read_metrics() if r["round"] >= 1]
-    if rounds is not None:
-        wanted = set(rounds)
-        missing = sorted(wanted - set(completed))
-        if missing:
-            raise ConfigError(f"rounds {missing} are not completed rounds >= 1 of "
-                              f"{store.root}; choose from {completed}")
-        completed = [k for k in completed if k in wanted]
+    completed = store.completed_rounds(rounds, first=1)
     return [(k, n) for k in completed for n in names if (k, n) not in done]
 
 

@@ -135,14 +135,7 @@ def pending_instability(store: RunStore, rounds: Iterable[int] | None = None) ->
     """Completed rounds (or ``rounds``, which must be completed) without an instability
     record, in order."""
     done = {r["round"] for r in store.read_instability()}
-    completed = [r["round"] for r in store.read_metrics()]
-    if rounds is not None:
-        wanted = set(rounds)
-        missing = sorted(wanted - set(completed))
-        if missing:
-            raise ConfigError(f"rounds {missing} are not completed rounds of {store.root}; "
-                              f"choose from {completed}")
-        completed = [k for k in completed if k in wanted]
+    completed = store.completed_rounds(rounds)
     return [k for k in completed if k not in done]
 
 

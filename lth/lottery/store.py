@@ -36,7 +36,7 @@ import io
 import json
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -233,6 +233,21 @@ class RunStore:
     def pending_rounds(self, last_round: int) -> list[int]:
         """Rounds 0..``last_round`` not yet complete (no metrics line), in order."""
         return list(range(len(self.read_metrics()), last_round + 1))
+
+    def completed_rounds(self, rounds: Iterable[int] | None = None,
+                         first: int = 0) -> list[int]:
+        """Completed rounds >= ``first``, in order; only ``rounds`` if given, each of which
+        must be one (ConfigError naming the choices otherwise)."""
+        completed = [r["round"] for r in self.read_metrics() if r["round"] >= first]
+        if rounds is None:
+            return completed
+        wanted = set(rounds)
+        missing = sorted(wanted - set(completed))
+        if missing:
+            which = f"completed rounds >= {first}" if first else "completed rounds"
+            raise ConfigError(f"rounds {missing} are not {which} of {self.root}; "
+                              f"choose from {completed}")
+        return [k for k in completed if k in wanted]
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The completed rounds' records, in order."""
