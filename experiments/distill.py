@@ -24,7 +24,7 @@ from experiments.schema import register
 from lth.errors import ConfigError
 
 if TYPE_CHECKING:
-    from lth.lottery import RunStore
+    from lth.store import RunStore
 
 register()
 

@@ -21,14 +21,14 @@ from experiments.schema import register
 from lth.errors import ConfigError
 
 if TYPE_CHECKING:
-    from lth.lottery import RunStore
+    from lth.store import RunStore
 
 register()
 
 
 def open_run(run_dir: str | None) -> tuple[RunStore, DictConfig]:
     """The run's store and its stored config; ConfigError if it is not a run directory."""
-    from lth.lottery import RunStore
+    from lth.store import RunStore
 
     if not run_dir:
         raise ConfigError("run_dir is not set: pass run_dir=<the run directory printed by "

@@ -35,13 +35,13 @@ def run(cfg: DictConfig) -> Path:
     """Analyse the requested rounds of the run ``cfg.run_dir``; returns the run directory."""
     from experiments import setup
     from experiments.stored import reopen, run_config
-    from lth.lottery import RunStore
     from lth.lottery.instability import (
         InstabilityOptions,
         check_spawn,
         pending_instability,
         run_instability,
     )
+    from lth.store import RunStore
 
     options = InstabilityOptions(cfg.alpha_points, cfg.train_samples, cfg.bn_reset)
     run_config(cfg)  # a missing config.yaml is named before the rounds are read

@@ -19,8 +19,9 @@ from experiments.errors import report_errors
 from experiments.schema import register
 
 if TYPE_CHECKING:
-    from lth.lottery import Lottery, RunStore
+    from lth.lottery import Lottery
     from lth.lottery.instability import InstabilityOptions
+    from lth.store import RunStore
 
 # torch and lth are imported where they are used (experiments.setup imports them): `--help`
 # and composing a config (`--cfg job`) then take Hydra's time alone, not torch's.

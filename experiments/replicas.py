@@ -13,8 +13,9 @@ from omegaconf import DictConfig
 
 from experiments import setup
 from lth.errors import ConfigError
-from lth.lottery import Lottery, ReplicaLottery, RunStore
+from lth.lottery import Lottery, ReplicaLottery
 from lth.lottery.table import format_header, format_row
+from lth.store import RunStore
 from lth.tracking import NullSink
 from lth.train.replicas import check_replicable
 

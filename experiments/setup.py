@@ -27,12 +27,13 @@ from experiments.errors import build_error, first_line
 from experiments.versions import versions, warn_if_other_version
 from lth.data import Dataset, load_dataset
 from lth.errors import ConfigError, LthError
-from lth.lottery import Lottery, LotterySettings, RunStore
-from lth.lottery.follower import FollowerStore
-from lth.lottery.lock import RunLock
+from lth.lottery import Lottery, LotterySettings
 from lth.pruning import PruneRates, check_pool_bias, prune_mask
 from lth.pruning.init_scores import ScorePruner, check_score_settings
 from lth.pruning.structured import ChannelPruner, check_granularity
+from lth.store import RunStore
+from lth.store.follower import FollowerStore
+from lth.store.lock import RunLock
 from lth.tracking import Sink, open_wandb
 from lth.train import distributed, parse_duration, step_schedule
 from lth.train.accel import Accel, check_accel

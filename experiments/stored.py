@@ -32,7 +32,7 @@ def reopen(cfg: DictConfig):  # noqa: ANN201 (setup's types are imported lazily)
     """``(stored config, Prepared, LotterySettings)`` of the run ``cfg.run_dir``; ConfigError
     when its config.yaml no longer hashes to the directory's name."""
     from experiments import setup
-    from lth.lottery import RunStore
+    from lth.store import RunStore
 
     stored = run_config(cfg)
     prep = setup.prepare(stored)

@@ -27,11 +27,11 @@ from experiments.versions import versions
 from lth.data import Dataset
 from lth.errors import ConfigError
 from lth.export.pipeline import load_round, resolve_round
-from lth.lottery.lock import RunLock
-from lth.lottery.store import RunStore
 from lth.models import count_parameters
 from lth.pruning import remaining, total
 from lth.pruning.channels import remove_channels
+from lth.store.lock import RunLock
+from lth.store.store import RunStore
 
 WIDTH_KEYS = ("width", "hidden", "channels")
 

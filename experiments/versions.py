@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 import lth
-from lth.lottery import RunStore
+from lth.store import RunStore
 
 
 def _git(*args: str) -> str | None:

@@ -24,9 +24,10 @@ import torch.nn.functional as F
 
 from lth.data import BatchIterator, Dataset
 from lth.errors import ConfigError
-from lth.lottery import Lottery, LotterySettings, RunStore
+from lth.lottery import Lottery, LotterySettings
 from lth.models import ResNetCIFAR
 from lth.pruning import PruneRates
+from lth.store import RunStore
 from lth.tracking import CurveFileSink
 from lth.train import step_schedule
 from lth.train.accel import Accel, check_compile

@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lth.data import Dataset
-from lth.lottery import Lottery, LotterySettings, ReplicaLottery, RunStore
+from lth.lottery import Lottery, LotterySettings, ReplicaLottery
 from lth.models import LeNet300100
 from lth.pruning import PruneRates, apply_mask, full_mask, prune_mask, scheduled_densities
+from lth.store import RunStore
 from lth.tracking import CurveFileSink
 from lth.train import LoopOptions, Span, step_schedule, train
 from lth.train.optim import prefer_fused

@@ -44,11 +44,11 @@ from lth.export import (
 )
 from lth.export.pipeline import calibration_batches
 from lth.files import write_text
-from lth.lottery import RunStore
 from lth.models import VGG, LeNet300100, ResNetCIFAR, count_parameters
 from lth.pruning import apply_mask, density, full_mask, prune_mask
 from lth.pruning.channels import channel_groups, remove_channels
 from lth.pruning.structured import prune_channel_groups
+from lth.store import RunStore
 from lth.train import evaluate
 from scripts._deploy_report_lib import machine, rows_of, write_markdown, write_plot
 

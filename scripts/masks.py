@@ -41,8 +41,8 @@ def group_rows(runs: list, rounds: list[int] | None, band_kind: str) -> list:
     from experiments.schema import LotterySchema
     from lth.analysis.mask_report import overlap_rows
     from lth.analysis.overlap import oneshot_mask
-    from lth.lottery import RunStore
     from lth.pruning import layer_rates
+    from lth.store import RunStore
 
     cfg = OmegaConf.merge(OmegaConf.structured(LotterySchema), runs[0].config)
     cfg.device = "cpu"

@@ -13,8 +13,8 @@ from torch import nn
 
 from lth.data import BatchIterator
 from lth.errors import ConfigError
-from lth.lottery import RunStore
 from lth.pruning import full_mask, prune_mask
+from lth.store import RunStore
 from lth.train.accel import Accel, check_accel, check_compile
 from lth.train.loop import SingleStepper
 from tests.conftest import PYTHON, TinyMLP, cli_env, make_blobs

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lth.lottery import RunStore
-from lth.lottery.lock import RunLock
+from lth.store import RunStore
+from lth.store.lock import RunLock
 from lth.tracking import find_wandb_file, read_wandb_run
 from tests.conftest import PYTHON, ROOT, cli_env
 

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from experiments.schema import register
 from experiments.setup import load_data, model_factory, optimizer_factory, to_dict
-from lth.lottery import config_hash
+from lth.store import config_hash
 from tests.conftest import ROOT
 from tests.datafiles import make_cifar10, make_cifar100, make_mnist
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lth.lottery import RunStore
+from lth.store import RunStore
 from tests.conftest import PYTHON, cli_env
 from tests.test_resume import without_wall
 

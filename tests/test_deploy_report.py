@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("torch_pruning")
 
 import experiments.distill as distill_cli  # noqa: E402
-from lth.lottery import RunStore  # noqa: E402
+from lth.store import RunStore  # noqa: E402
 from tests.conftest import PYTHON, ROOT, cli_env  # noqa: E402
 from tests.test_distill_run import composed  # noqa: E402
 from tests.test_export import make_run  # noqa: E402

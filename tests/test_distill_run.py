@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 import experiments.distill as distill_cli
 import experiments.lottery as lottery_cli
 from lth.errors import ConfigError
-from lth.lottery import RunStore
+from lth.store import RunStore
 from lth.tracking import find_wandb_file, read_wandb_run
 from tests.conftest import PYTHON, ROOT, cli_env
 

@@ -26,9 +26,9 @@ from lth.export import (  # noqa: E402
     ort_logits,
     session,
 )
-from lth.lottery import RunStore, config_hash  # noqa: E402
 from lth.models import ResNetCIFAR  # noqa: E402
 from lth.pruning.channels import remove_channels  # noqa: E402
+from lth.store import RunStore, config_hash  # noqa: E402
 from tests.conftest import PYTHON, ROOT, cli_env  # noqa: E402
 from tests.test_structured import channel_prune, randomise_norms  # noqa: E402
 

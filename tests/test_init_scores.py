@@ -251,7 +251,7 @@ def test_pruner_rejects_bad_settings_and_missing_training_data() -> None:
 
 
 def test_constant_supermask_sets_kept_weights_to_sign_times_layer_std() -> None:
-    from lth.analysis.supermask import constant_magnitude, supermask_test_acc
+    from lth.measure.supermask import constant_magnitude, supermask_test_acc
 
     torch.manual_seed(0)
     model = TinyMLP()

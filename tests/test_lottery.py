@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from lth.errors import CheckpointError, ConfigError
-from lth.lottery import Lottery, LotterySettings, RunStore
+from lth.lottery import Lottery, LotterySettings
 from lth.pruning import PruneRates, kept_count
+from lth.store import RunStore
 from lth.tracking import NullSink
 from lth.train import step_schedule
 from tests.conftest import TinyMLP, make_blobs

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from lth.errors import ConfigError
-from lth.lottery import config_hash
 from lth.pruning import (
     PruneRates,
     full_mask,
@@ -18,6 +17,7 @@ from lth.pruning import (
     scheduled_densities,
     target_densities,
 )
+from lth.store import config_hash
 from tests.conftest import TinyMLP
 from tests.test_lottery import make_lottery
 

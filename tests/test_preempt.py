@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lth.errors import Preempted
-from lth.lottery import RunStore
+from lth.store import RunStore
 from lth.train.preempt import handle_preemption
 from tests.conftest import PYTHON, cli_env
 from tests.test_resume import assert_same_run, make

@@ -12,9 +12,10 @@ from torch import nn
 from experiments.setup import to_dict
 from lth.data import BatchIterator, Dataset, StackedBatches
 from lth.errors import ConfigError
-from lth.lottery import Lottery, LotterySettings, ReplicaLottery, RunStore, config_hash
+from lth.lottery import Lottery, LotterySettings, ReplicaLottery
 from lth.models import CNN1D, MLP
 from lth.pruning import PruneRates, full_mask
+from lth.store import RunStore, config_hash
 from lth.tracking import NullSink
 from lth.train import LoopOptions, Span, step_schedule, train
 from lth.train.replicas import ReplicaStepper, check_replicable, train_replicas

@@ -12,9 +12,10 @@ from torch import nn
 
 from lth.data import Dataset
 from lth.errors import ConfigError
-from lth.lottery import Lottery, LotterySettings, ReplicaLottery, RunStore
+from lth.lottery import Lottery, LotterySettings, ReplicaLottery
 from lth.models import VGG, ResNetCIFAR
 from lth.pruning import PruneRates, full_mask
+from lth.store import RunStore
 from lth.tracking import NullSink
 from lth.train import LoopOptions, Span, step_schedule, train
 from lth.train.replicas import check_replicable, train_replicas

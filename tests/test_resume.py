@@ -20,11 +20,12 @@ import lth.files as files_module
 import lth.lottery.driver as driver_module
 from lth.data import load_dataset
 from lth.errors import CheckpointError, DataError, LockError, StorageError, TrainingError
-from lth.lottery import Lottery, LotterySettings, RunStore, checkpoint
-from lth.lottery.lock import RunLock
+from lth.lottery import Lottery, LotterySettings
 from lth.pruning import PruneRates
+from lth.store import RunStore
+from lth.store.lock import RunLock
 from lth.tracking import NullSink
-from lth.train import step_schedule
+from lth.train import checkpoint, step_schedule
 from tests.conftest import ROOT, TinyMLP, make_blobs
 from tests.datafiles import make_cifar10
 

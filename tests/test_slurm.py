@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lth.lottery import RunStore
+from lth.store import RunStore
 from tests.conftest import PYTHON, ROOT, cli_env
 from tests.test_resume import assert_same_run
 

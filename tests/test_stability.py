@@ -9,15 +9,6 @@ import pytest
 import torch
 from torch import nn
 
-from lth.analysis.early_bird import EarlyBird, mask_distance
-from lth.analysis.interpolate import (
-    alpha_grid,
-    barrier,
-    error_curve,
-    error_of,
-    interpolate,
-    reset_bn_stats,
-)
 from lth.analysis.overlap import OVERALL, compare_masks, hamming, jaccard, oneshot_mask, overlap
 from lth.errors import ConfigError
 from lth.lottery.driver import Branch
@@ -29,6 +20,15 @@ from lth.lottery.instability import (
     run_instability,
 )
 from lth.lottery.settings import LotterySettings
+from lth.measure.early_bird import EarlyBird, mask_distance
+from lth.measure.interpolate import (
+    alpha_grid,
+    barrier,
+    error_curve,
+    error_of,
+    interpolate,
+    reset_bn_stats,
+)
 from lth.pruning import PruneRates, apply_mask, prune_mask
 from tests.conftest import TinyMLP, make_blobs
 from tests.test_lottery import make_lottery

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from experiments.setup import to_dict
-from lth.lottery import RunStore, config_hash
+from lth.store import RunStore, config_hash
 from lth.tracking import find_wandb_file, read_wandb_run
 from tests.conftest import PYTHON, ROOT, cli_env
 from tests.test_config import DEFAULT_HASH, compose_with

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lth.errors import ConfigError
-from lth.lottery import Lottery, LotterySettings, RunStore
+from lth.lottery import Lottery, LotterySettings
 from lth.models import CNN1D, MLP, VGG, ConvNet, LeNet300100, ResNetCIFAR, TorchvisionClassifier
 from lth.pruning import (
     PruneRates,
@@ -20,6 +20,7 @@ from lth.pruning import (
     output_layer_name,
     scheduled_densities,
 )
+from lth.store import RunStore
 from lth.tracking import NullSink
 from lth.train import step_schedule
 from tests.conftest import TinyMLP, make_blobs

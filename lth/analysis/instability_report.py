@@ -20,8 +20,8 @@ from lth.analysis.runs import Run
 from lth.analysis.stats import band
 from lth.errors import ConfigError
 from lth.files import atomic_write
-from lth.lottery.hashing import semantic_config
-from lth.lottery.store import RunStore
+from lth.store.hashing import semantic_config
+from lth.store.store import RunStore
 
 
 def check_stable(stable: float) -> float:

@@ -77,7 +77,7 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 def load_run(path: str | Path) -> Run:
     """The run stored at ``path``."""
-    from lth.lottery.store import RunStore
+    from lth.store.store import RunStore
 
     store = RunStore(path)
     config = yaml.safe_load(store.config_path.read_text()) if store.config_path.exists() else {}
@@ -86,7 +86,7 @@ def load_run(path: str | Path) -> Run:
 
 def replicate_key(run: Run) -> str:
     """Runs with equal keys differ only in the seed: ``<name>-<8 hex digits>``."""
-    from lth.lottery.hashing import semantic_config
+    from lth.store.hashing import semantic_config
 
     cfg = semantic_config(run.config)
     cfg.pop("seed", None)

@@ -26,9 +26,9 @@ from lth.export.onnx import export_onnx, ort_accuracy, ort_logits, session
 from lth.export.quantize import quantize_int8
 from lth.export.sparse import save_sparse
 from lth.files import write_text
-from lth.lottery.store import RunStore
 from lth.pruning.channels import remove_channels
 from lth.pruning.mask import Mask, apply_mask, check_mask, density
+from lth.store.store import RunStore
 from lth.train.evaluate import evaluate
 
 FORMATS = ("onnx", "sparse")

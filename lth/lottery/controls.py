@@ -32,11 +32,11 @@ import torch
 
 from lth.errors import ConfigError
 from lth.lottery.driver import Branch, Lottery, Record, RoundStart
-from lth.lottery.prune_inputs import prune_inputs, prune_scores
 from lth.lottery.seeds import derive_seed
-from lth.lottery.store import RunStore
-from lth.pruning import Mask, apply_mask
-from lth.pruning.prune import invert_mask
+from lth.lottery.states import PruneInputs
+from lth.pruning import Mask, apply_mask, prune_mask
+from lth.pruning.prune import invert_mask, weight_scores
+from lth.store.store import RunStore
 
 CONTROLS = ("random_reinit", "random_prune", "invert")
 
@@ -67,6 +67,17 @@ def shuffled_mask(mask: Mask, seed: int) -> Mask:
     return {n: out[n].to(mask[n].device) for n in mask}
 
 
+def prune_scores(lottery: Lottery, k: int, inputs: PruneInputs) -> dict[str, torch.Tensor]:
+    """The scores round ``k``'s pruner ranks ``inputs`` by (the ``invert`` control's)."""
+    s, pruner = lottery.settings, lottery.pruner
+    scores = weight_scores if pruner is prune_mask else getattr(pruner, "scores", None)
+    if scores is None:  # the channel pruner ranks whole channels
+        raise ConfigError("the invert control needs scores per weight: it supports "
+                          "prune.granularity=weight only")
+    return scores(inputs.weights, inputs.mask, strategy=s.strategy,
+                  seed=s.prune_seed(k), initial=inputs.initial)
+
+
 def control_start(lottery: Lottery, k: int, name: str) -> RoundStart:
     """Control ``name`` of the stored round ``k`` >= 1, ready to train: the ticket's start
     state and span, with the control's mask or initialisation."""
@@ -74,9 +85,10 @@ def control_start(lottery: Lottery, k: int, name: str) -> RoundStart:
     if k < 1:
         raise ConfigError(f"round {k} is dense: controls exist for rounds >= 1 only")
     began = time.perf_counter()
-    model = lottery.initial_model()
-    ticket_mask = lottery.load_mask(model, k)
-    span = lottery.start_weights(k, model)
+    states = lottery.states
+    model = states.initial_model()
+    ticket_mask = states.load_mask(model, k)
+    span = states.start_weights(k, model)
     seed = control_seed(lottery.settings.seed, name, k)
     if name == "random_reinit":
         torch.manual_seed(seed)
@@ -86,8 +98,7 @@ def control_start(lottery: Lottery, k: int, name: str) -> RoundStart:
         if k == 1 and lottery.store.early_bird_mask_path.exists():
             raise ConfigError("round 1's mask is the early-bird ticket's, drawn from weights "
                               "not stored: the invert control cannot rank them; use rounds >= 2")
-        scratch = lottery.initial_model()
-        inputs = prune_inputs(lottery, k, scratch)
+        inputs = states.prune_inputs(k, states.initial_model())
         mask = invert_mask(prune_scores(lottery, k, inputs), inputs.mask, ticket_mask)
     else:
         mask = shuffled_mask(ticket_mask, seed)

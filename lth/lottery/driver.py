@@ -33,21 +33,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from lth.analysis.supermask import supermask_test_acc
 from lth.data import Dataset
-from lth.errors import CheckpointError
 from lth.faults import kill_point, with_signal_hook
-from lth.lottery import checkpoint
-from lth.lottery.checkpoint import Checkpoint
 from lth.lottery.cost import round_cost
 from lth.lottery.early_bird import EarlyBirdTracker, early_bird_mask
-from lth.lottery.prune_inputs import prune_inputs
 from lth.lottery.settings import LotterySettings
-from lth.lottery.store import RunStore
+from lth.lottery.states import RunStates
+from lth.measure.supermask import supermask_test_acc
 from lth.pruning import (
     Mask,
     apply_mask,
-    check_mask,
     full_mask,
     layer_density,
     layer_rates,
@@ -56,10 +51,19 @@ from lth.pruning import (
     total,
 )
 from lth.pruning.structured import ChannelPruner
+from lth.store.store import RunStore
 from lth.tracking import Sink
 from lth.tracking.wandb_sink import control_metrics
-from lth.train import LoopOptions, Span, TrainResult, TrainState, constant_schedule, train
+from lth.train import (
+    LoopOptions,
+    Span,
+    TrainResult,
+    TrainState,
+    checkpoint,
+    train,
+)
 from lth.train.accel import Accel
+from lth.train.checkpoint import Checkpoint
 from lth.train.distributed import Dist, barrier, check_same_mask
 from lth.train.schedule import LRFactor
 
@@ -118,72 +122,30 @@ class Lottery:
     accel: Accel = field(default_factory=Accel)
     dist: Dist | None = None  # data parallelism: this rank (store and sink are rank 0's)
 
-    # -- start states ------------------------------------------------------------------------
-    def load_state(self, model: nn.Module, path: Path) -> dict[str, torch.Tensor]:
-        """The tensors of ``path``, checked to fit ``model`` name by name and shape by shape."""
-        state = self.store.load_tensors(path)
-        expected = {n: tuple(t.shape) for n, t in model.state_dict().items()}
-        if {n: tuple(t.shape) for n, t in state.items()} != expected:
-            odd = sorted(set(state).symmetric_difference(expected)) or sorted(
-                n for n in state if tuple(state[n].shape) != expected[n])
-            raise CheckpointError(
-                f"{path} does not match the model (layers {', '.join(odd[:3])} differ): it was "
-                "made for another model; delete the run directory or choose the matching model")
-        return state
-
-    def load_mask(self, model: nn.Module, k: int) -> Mask:
-        """The ticket's stored mask of round ``k``, checked to fit ``model``."""
-        mask = self.store.load_tensors(self.store.mask_path(k))
-        check_mask(model, mask, str(self.store.mask_path(k)))
-        return mask
-
-    def initial_model(self) -> nn.Module:
-        """A fresh model at the run's initialisation (init.pt, saved on first use)."""
-        torch.manual_seed(self.settings.init_seed)
-        model = self.make_model().to(self.device)
-        if self.store.init_path.exists():
-            model.load_state_dict(self.load_state(model, self.store.init_path))
-        else:
-            self.store.save_tensors(self.store.init_path, model.state_dict())
-        return model
-
-    def start_weights(self, k: int, model: nn.Module,
-                      final: dict[str, torch.Tensor] | None = None) -> Span:
-        """Load round k's (>= 1) start weights into ``model``, unmasked; its span.
-
-        ``final`` is round k-1's trained state when the caller has it already. Branches start
-        from here too, so they replay exactly the ticket's span.
-        """
-        s = self.settings
-        if s.retrain == "weight_rewind":
-            model.load_state_dict(self.load_state(model, self.store.rewind_path))
-            return Span(s.rewind_iter, s.iterations, self.lr_factor)
-        if final is None:
-            final = self.load_state(model, self.store.final_path(k - 1))
-        model.load_state_dict(final)
-        if s.retrain == "lr_rewind":
-            return Span(s.rewind_iter, s.iterations, self.lr_factor)
-        final_lr = constant_schedule(self.lr_factor(s.iterations - 1))
-        return Span(s.iterations, s.iterations + s.finetune_iters, final_lr)
+    @property
+    def states(self) -> RunStates:
+        """The run's stored start states (init, rewind point, rounds' weights and masks)."""
+        return RunStates(self.store, self.settings, self.make_model, self.lr_factor,
+                         self.device)
 
     def _prune(self, k: int, model: nn.Module) -> tuple[Mask, Span]:
         """Round k's (>= 1) mask, with ``model`` at its start state (unmasked) and its span."""
         s = self.settings
-        inputs = prune_inputs(self, k, model)
-        mask = early_bird_mask(self, model) if k == 1 and s.early_bird_ticket else None
+        inputs = self.states.prune_inputs(k, model)
+        mask = early_bird_mask(self.store, model) if k == 1 and s.early_bird_ticket else None
         if mask is None:
             rates = layer_rates(model, sorted(inputs.mask), s.rates)
             mask = self.pruner(inputs.weights, inputs.mask, strategy=s.strategy,
                                densities=s.round_densities(k, rates), seed=s.prune_seed(k),
                                initial=inputs.initial)
-        return mask, self.start_weights(k, model, None if s.at_init else inputs.weights)
+        return mask, self.states.start_weights(k, model, None if s.at_init else inputs.weights)
 
     def begin_round(self, k: int) -> RoundStart:
         """Round ``k``'s model at its start state, mask, span and hooks (no training yet)."""
         began = time.perf_counter()
         if self.versions:
             self.store.read_info()  # fail before training, not after, if run.json is damaged
-        model = self.initial_model()
+        model = self.states.initial_model()
         s, hooks, extra = self.settings, {}, {}
         tracker = None
         if k == 0:
@@ -191,7 +153,7 @@ class Lottery:
             hooks[s.rewind_iter] = lambda m: self.store.save_tensors(
                 self.store.rewind_path, m.state_dict())
             if s.early_bird_every:
-                tracker = EarlyBirdTracker(self, extra)
+                tracker = EarlyBirdTracker(self.states, self.pruner, extra)
                 tracker.add_hooks(hooks, span.start, span.end)
         else:
             mask, span = self._prune(k, model)
@@ -283,7 +245,7 @@ class Lottery:
         record.update(start.extra)
         if self.settings.supermask and start.branch is None and start.k >= 1:
             record["supermask_test_acc"] = supermask_test_acc(
-                self.initial_model(), mask, self.data, self.settings.supermask_constant)
+                self.states.initial_model(), mask, self.data, self.settings.supermask_constant)
         if start.branch is not None:
             record.update(start.branch.fields)
         return record

@@ -2,7 +2,7 @@
 
 Every ``early_bird_every`` iterations the mask that pruning the current weights to round 1's
 density gives is drawn with the run's pruner (weight masks; with ``prune.granularity=channel``
-the channel pruner's, so whole channels) and fed to ``lth.analysis.early_bird.EarlyBird``.
+the channel pruner's, so whole channels) and fed to ``lth.measure.early_bird.EarlyBird``.
 Round 0's record gets ``early_bird_iter`` (null if the window never settled) and
 ``round_0/early_bird.json`` the distance at each point. The detector's window travels in the
 round's checkpoints, so a resumed round 0 detects exactly as an uninterrupted one. With
@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from lth.analysis.early_bird import EarlyBird
+from lth.lottery.states import RunStates
+from lth.measure.early_bird import EarlyBird
 from lth.pruning import Mask, check_mask, full_mask, layer_rates
-
-if TYPE_CHECKING:
-    from lth.lottery.driver import Lottery
-
+from lth.store import RunStore
 
 Hook = Callable[[nn.Module], None]
 
@@ -40,13 +38,13 @@ def _then(first: Hook | None, second: Hook) -> Hook:
     return both
 
 
-def early_bird_mask(lottery: Lottery, model: nn.Module) -> Mask | None:
+def early_bird_mask(store: RunStore, model: nn.Module) -> Mask | None:
     """The mask stored at round 0's early-bird point (checked to fit ``model``), or None if
     round 0 never settled."""
-    path = lottery.store.early_bird_mask_path
+    path = store.early_bird_mask_path
     if not path.exists():
         return None
-    mask = lottery.store.load_tensors(path)
+    mask = store.load_tensors(path)
     check_mask(model, mask, str(path))
     return mask
 
@@ -54,36 +52,37 @@ def early_bird_mask(lottery: Lottery, model: nn.Module) -> Mask | None:
 class EarlyBirdTracker:
     """Round 0's detector: hooks at its iterations, its state for checkpoints."""
 
-    def __init__(self, lottery: Lottery, extra: dict[str, Any]) -> None:
-        self.lottery, self.extra = lottery, extra
-        self.detector = EarlyBird(lottery.settings.early_bird_threshold)
+    def __init__(self, states: RunStates, pruner: Callable[..., Mask],
+                 extra: dict[str, Any]) -> None:
+        self.states, self.pruner, self.extra = states, pruner, extra
+        self.detector = EarlyBird(states.settings.early_bird_threshold)
         self.initial: dict[str, torch.Tensor] | None = None  # init.pt, read at the first draw
         extra["early_bird_iter"] = None
 
     def add_hooks(self, hooks: dict[int, Hook], start: int, end: int) -> None:
         """A hook every ``early_bird_every`` iterations of ``(start, end]``, run after any hook
         ``hooks`` has at that iteration (e.g. saving the rewind point)."""
-        every = self.lottery.settings.early_bird_every
+        every = self.states.settings.early_bird_every
         for it in range(start + every, end + 1, every):
             hooks[it] = _then(hooks.get(it), lambda m, it=it: self.observe(it, m))
 
     def draw(self, model: nn.Module) -> Mask:
         """Round 1's mask if the current weights of ``model`` were pruned now."""
-        s, weights = self.lottery.settings, model.state_dict()
+        s, weights = self.states.settings, model.state_dict()
         if self.initial is None:  # round 1's pruner compares with round 0's start (criteria)
-            self.initial = self.lottery.load_state(model, self.lottery.store.init_path)
+            self.initial = self.states.load_state(model, self.states.store.init_path)
         dense = full_mask(model, s.include_bias)
         rates = layer_rates(model, sorted(dense), s.rates)
-        return self.lottery.pruner(weights, dense, strategy=s.strategy,
+        return self.pruner(weights, dense, strategy=s.strategy,
                                    densities=s.round_densities(1, rates), seed=s.prune_seed(1),
                                    initial=self.initial)
 
     def observe(self, it: int, model: nn.Module) -> None:
         """Draw the mask of iteration ``it``; note the early-bird point when it settles."""
-        store, mask = self.lottery.store, self.draw(model)
+        store, mask = self.states.store, self.draw(model)
         if self.detector.add(it, mask):
             self.extra["early_bird_iter"] = it
-            if self.lottery.settings.early_bird_ticket:
+            if self.states.settings.early_bird_ticket:
                 store.save_tensors(store.early_bird_mask_path, mask)
         store.write_text(store.round_dir(0) / "early_bird.json", json.dumps({
             "threshold": self.detector.threshold, "window": self.detector.window,

@@ -7,7 +7,7 @@ with the round's mask and span, each with its own data order and augmentation
 (``round_<k>/instability/copy_<c>/``, records in ``instability_copies.jsonl``), trained and
 stored by the lottery's own round API, with mid-training checkpoints like the ticket's.
 Once both are stored, the error along the straight path between them is evaluated
-(``lth.analysis.interpolate``) on the test set and on a fixed training subset; the curve goes
+(``lth.measure.interpolate``) on the test set and on a fixed training subset; the curve goes
 to ``round_<k>/instability/interpolation.json`` and one record (the round's metrics keys plus
 the barriers, in percentage points) to ``instability.jsonl``, written last. Nothing of the
 ticket is touched, so the analysis can be added to a finished run.
@@ -22,12 +22,12 @@ from dataclasses import dataclass
 
 import torch
 
-from lth.analysis.interpolate import alpha_grid, error_curve, has_batchnorm
 from lth.errors import ConfigError
 from lth.lottery.driver import Branch, Lottery, Record, RoundStart
 from lth.lottery.seeds import derive_seed
-from lth.lottery.store import RunStore
+from lth.measure.interpolate import alpha_grid, error_curve, has_batchnorm
 from lth.pruning import apply_mask, full_mask
+from lth.store.store import RunStore
 from lth.tracking.wandb_sink import instability_metrics
 from lth.train import Span
 
@@ -72,14 +72,15 @@ def copy_start(lottery: Lottery, k: int, copy: int) -> RoundStart:
     """Instability copy ``copy`` of the stored round ``k``, at the round's start weights."""
     check_spawn(lottery, k)
     s, began = lottery.settings, time.perf_counter()
-    model = lottery.initial_model()
+    states = lottery.states
+    model = states.initial_model()
     if k == 0:
-        model.load_state_dict(lottery.load_state(model, lottery.store.rewind_path))
+        model.load_state_dict(states.load_state(model, lottery.store.rewind_path))
         mask, span = full_mask(model, s.include_bias), Span(s.rewind_iter, s.iterations,
                                                             lottery.lr_factor)
     else:
-        mask = lottery.load_mask(model, k)
-        span = lottery.start_weights(k, model)
+        mask = states.load_mask(model, k)
+        span = states.start_weights(k, model)
         apply_mask(model, mask)
     seed = copy_seed(s.seed, k, copy)
     branch = Branch(copy_name(copy), {"copy": copy, "instability_seed": seed,
@@ -98,8 +99,8 @@ def train_subset(lottery: Lottery, n: int) -> tuple[torch.Tensor, torch.Tensor]:
 def analyse(lottery: Lottery, k: int, options: InstabilityOptions) -> Record:
     """Evaluate the path between round ``k``'s two stored copies; store and log its record."""
     began, store = time.perf_counter(), lottery.store
-    model = lottery.initial_model()
-    w1, w2 = (lottery.load_state(model, store.final_path(k, copy_name(c), KIND))
+    model = lottery.states.initial_model()
+    w1, w2 = (lottery.states.load_state(model, store.final_path(k, copy_name(c), KIND))
               for c in COPIES)
     mask = store.load_tensors(store.mask_path(k, copy_name(0), KIND))
     bn = has_batchnorm(model) if options.bn_reset is None else options.bn_reset

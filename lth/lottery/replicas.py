@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from torch import nn
 
 from lth.faults import kill_point
-from lth.lottery import checkpoint
-from lth.lottery.checkpoint import Checkpoint
 from lth.lottery.driver import Lottery, Record, RoundStart
-from lth.train import Callbacks, TrainResult, TrainState, run_loop
+from lth.train import Callbacks, TrainResult, TrainState, checkpoint, run_loop
+from lth.train.checkpoint import Checkpoint
 from lth.train.replicas import ReplicaStepper
 
 RoundCallback = Callable[[int, Record], None]  # (replica index, round record)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lth.analysis.early_bird import check_threshold
 from lth.errors import ConfigError
 from lth.lottery.seeds import derive_seed
+from lth.measure.early_bird import check_threshold
 from lth.pruning import PruneRates, check_strategy, scheduled_densities, target_densities
 
 RETRAIN_MODES = ("weight_rewind", "lr_rewind", "finetune")

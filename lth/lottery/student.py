@@ -21,13 +21,12 @@ from torch import nn
 
 from lth.data import Dataset
 from lth.faults import kill_point
-from lth.lottery import checkpoint
 from lth.lottery.seeds import derive_seed
-from lth.lottery.store import RunStore
 from lth.models import count_parameters
 from lth.models.macs import count_macs
+from lth.store.store import RunStore
 from lth.tracking import Sink
-from lth.train import LoopOptions, TrainResult, TrainState
+from lth.train import LoopOptions, TrainResult, TrainState, checkpoint
 from lth.train.core import Callbacks
 from lth.train.distill import distill
 from lth.train.schedule import LRFactor

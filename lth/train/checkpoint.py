@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from lth.errors import CheckpointError
-from lth.train import TrainState
+from lth.train.core import TrainState
 
 FORMAT = 1
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from lth.lottery.store import RunStore
+from lth.store.store import RunStore
 
 
 class FollowerStore(RunStore):

@@ -44,7 +44,7 @@ import torch
 
 from lth.errors import CheckpointError, ConfigError
 from lth.files import TEMP_SUFFIX, atomic_write
-from lth.lottery.hashing import config_hash
+from lth.store.hashing import config_hash
 
 
 def checksum_path(path: Path) -> Path:
