@@ -46,16 +46,6 @@ def print_control(record: dict) -> None:
     print(format_row(record, note=record["control"]), flush=True)
 
 
-def instability_of(cfg: DictConfig) -> InstabilityOptions | None:
-    """The instability analysis ``analysis.*`` asks for, or None (``analysis.instability``
-    off)."""
-    from lth.lottery.instability import InstabilityOptions
-
-    a = cfg.analysis
-    return InstabilityOptions(a.alpha_points, a.train_samples, a.bn_reset) if a.instability \
-        else None
-
-
 def run_instability(lottery: Lottery, options: InstabilityOptions | None) -> None:
     """The instability analyses of every completed round without one, a line each."""
     from experiments.instability import format_instability
@@ -70,21 +60,18 @@ def run(cfg: DictConfig) -> RunStore:
     """Run (or resume) the experiment of ``cfg``, its controls and instability analyses;
     returns its store."""
     from experiments import setup
-    from lth.lottery.controls import check_controls, pending_controls, run_with_controls
-    from lth.lottery.instability import pending_instability
+    from lth.lottery.controls import check_controls, run_with_controls
+    from lth.lottery.replicas import has_work
     from lth.lottery.table import format_row
 
-    controls, instability = check_controls(cfg.prune.controls), instability_of(cfg)
+    controls, instability = check_controls(cfg.prune.controls), setup.instability_of(cfg)
     prep = setup.prepare(cfg)
     settings = setup.settings_from(cfg, prep.iters_per_epoch)
     with ExitStack() as stack:
         store = setup.open_store(cfg, settings, stack)
         print_stored(store, controls)
         last = settings.last_round
-        missing = [k for k, _ in pending_controls(store, controls) if k <= last]
-        if instability is not None:
-            missing += pending_instability(store)
-        if not store.pending_rounds(last) and not missing:
+        if not has_work(store, last, controls, instability is not None):
             print(f"all {last + 1} rounds are complete; nothing to train")
             return store
         lottery = setup.build(cfg, prep, settings, store, setup.open_sink(cfg, store, stack))
@@ -113,7 +100,7 @@ def main(cfg: DictConfig) -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - for the process's lifetime
 
     with handle_preemption():  # SIGTERM / Submitit's SIGUSR2: checkpoint at once, then exit
-        if cfg.replicas == 1:
+        if cfg.replicas == 1 and not cfg.group_branches:
             stores = [run(cfg)]
         else:
             from experiments.replicas import run_replicas

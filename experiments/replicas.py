@@ -1,8 +1,9 @@
-"""``replicas=K``: seeds ``seed`` ... ``seed+K-1`` of one experiment trained in one process.
+"""``replicas=K`` (or ``group_branches=true``): seeds ``seed`` ... ``seed+K-1`` of one
+experiment trained in one process, each round's tickets and controls as one replica group.
 
 Each seed gets the resolved config a single run with that seed would have (so the same hash,
-run directory, config.yaml seed and W&B run id); ``replicas`` itself is not hashed. Called by
-``experiments.lottery`` when ``replicas > 1``.
+run directory, config.yaml seed and W&B run id); ``replicas`` and ``group_branches`` are not
+hashed. Called by ``experiments.lottery`` when ``replicas > 1`` or ``group_branches``.
 """
 
 from __future__ import annotations
@@ -13,39 +14,34 @@ from omegaconf import DictConfig
 
 from experiments import setup
 from lth.errors import ConfigError
-from lth.lottery import Lottery, ReplicaLottery
+from lth.lottery import ReplicaLottery
+from lth.lottery.controls import check_controls
+from lth.lottery.replicas import has_work
 from lth.lottery.table import format_header, format_row
 from lth.store import RunStore
 from lth.tracking import NullSink
-from lth.train.replicas import check_replicable
+from lth.train.replicas import check_replica_accel, check_replicable
 
 
 def check_options(cfg: DictConfig) -> None:
-    """ConfigError for the options a replica group cannot train."""
+    """ConfigError for what a replica group cannot train (each a torch limitation)."""
     if cfg.replicas < 1:
         raise ConfigError(f"replicas={cfg.replicas} must be at least 1")
-    if cfg.prune.controls:
-        raise ConfigError("replicas>1 does not train controls; run prune.controls with "
-                          "replicas=1 (or add them later: experiments.control)")
-    if cfg.analysis.early_bird_every != "0it":
-        raise ConfigError("replicas>1 does not detect early-bird tickets; run "
-                          "analysis.early_bird_every with replicas=1")
-    if cfg.analysis.instability:
-        raise ConfigError("replicas>1 does not run analysis.instability; add it afterwards "
-                          "to each seed's run: python -m experiments.instability run_dir=<dir>")
-    if cfg.train.precision != "fp32" or cfg.train.compile:
-        raise ConfigError("replicas>1 trains in fp32 without compile: set train.precision=fp32 "
-                          "and train.compile=false, or replicas=1")
-    if cfg.prune.granularity != "weight":
-        raise ConfigError("replicas>1 supports prune.granularity=weight only; run channel "
-                          "pruning with replicas=1")
+
+
+def _note(seed: int, record: dict) -> str:
+    return f"seed {seed}" + (f", {record['control']}" if "control" in record else "")
 
 
 def run_replicas(cfg: DictConfig) -> list[RunStore]:
     """Run (or resume) seeds ``cfg.seed`` ... ``cfg.seed + cfg.replicas - 1``; their stores."""
+    from experiments.instability import format_instability
+
     check_options(cfg)
+    controls, instability = check_controls(cfg.prune.controls), setup.instability_of(cfg)
     prep = setup.prepare(cfg)
     check_replicable(prep.make_model())  # before any file is written
+    check_replica_accel(prep.accel)
     seeds = [cfg.seed + j for j in range(cfg.replicas)]
     cfgs = [setup.with_seed(cfg, s) for s in seeds]
     settings = [setup.settings_from(c, prep.iters_per_epoch) for c in cfgs]
@@ -53,22 +49,20 @@ def run_replicas(cfg: DictConfig) -> list[RunStore]:
         stores = [setup.open_store(c, s, stack) for c, s in zip(cfgs, settings)]
         print(format_header())
         for seed, store in zip(seeds, stores):
-            for record in store.read_metrics():
-                print(format_row(record, note=f"seed {seed}, stored"))
-        pending = [st.pending_rounds(s.last_round) for s, st in zip(settings, stores)]
-        if not any(pending):
-            print(f"all {cfg.prune.rounds + 1} rounds of seeds {seeds[0]}..{seeds[-1]} are "
-                  "complete; nothing to train")
+            for record in [*store.read_metrics(), *store.read_controls()]:
+                print(format_row(record, note=f"{_note(seed, record)}, stored"))
+        last = settings[0].last_round
+        todo = [has_work(st, last, controls, instability is not None) for st in stores]
+        if not any(todo):
+            print(f"all {last + 1} rounds of seeds {seeds[0]}..{seeds[-1]} are complete; "
+                  "nothing to train")
             return stores
-        # W&B only for the seeds with rounds to train; open_sink replays their stored rounds.
-        lotteries = [setup.build(c, prep, s, st, setup.open_sink(c, st, stack) if todo
+        # W&B only for the seeds with something to train; open_sink replays what is stored.
+        lotteries = [setup.build(c, prep, s, st, setup.open_sink(c, st, stack) if work
                                  else NullSink())
-                     for c, s, st, todo in zip(cfgs, settings, stores, pending)]
-        _train(seeds, lotteries)
+                     for c, s, st, work in zip(cfgs, settings, stores, todo)]
+        ReplicaLottery(lotteries, controls, instability).run(
+            on_round=lambda i, r: print(format_row(r, note=_note(seeds[i], r)), flush=True),
+            on_instability=lambda i, r: print(f"seed {seeds[i]}: {format_instability(r)}",
+                                              flush=True))
     return stores
-
-
-def _train(seeds: list[int], lotteries: list[Lottery]) -> None:
-    """Train the pending rounds of every seed together, printing a row per round."""
-    ReplicaLottery(lotteries).run(
-        on_round=lambda i, r: print(format_row(r, note=f"seed {seeds[i]}"), flush=True))

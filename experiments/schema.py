@@ -121,6 +121,9 @@ class LotterySchema:
     deterministic: bool = False       # deterministic algorithms (exact GPU resume); not hashed
     progress: bool = True             # progress bar during training
     replicas: int = 1                 # seeds seed..seed+replicas-1 trained together (vmap)
+    # train each round's ticket and controls (and the instability copies) as one replica
+    # group, instead of one after another; implied by replicas > 1; not hashed
+    group_branches: bool = False
     model: Any = MISSING              # a _target_ node from conf/model
     dataset: DatasetSchema = field(default_factory=DatasetSchema)
     optimizer: Any = MISSING          # a _partial_ optimizer from conf/optimizer

@@ -28,6 +28,7 @@ from experiments.versions import versions, warn_if_other_version
 from lth.data import Dataset, load_dataset
 from lth.errors import ConfigError, LthError
 from lth.lottery import Lottery, LotterySettings
+from lth.lottery.instability import InstabilityOptions
 from lth.pruning import PruneRates, check_pool_bias, prune_mask
 from lth.pruning.init_scores import ScorePruner, check_score_settings
 from lth.pruning.structured import ChannelPruner, check_granularity
@@ -167,13 +168,18 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
     )
 
 
+def instability_of(cfg: DictConfig) -> InstabilityOptions | None:
+    """The instability analysis ``analysis.*`` asks for, or None (``analysis.instability``
+    off)."""
+    a = cfg.analysis
+    return InstabilityOptions(a.alpha_points, a.train_samples, a.bn_reset) if a.instability \
+        else None
+
+
 def data_parallel(cfg: DictConfig, device: torch.device) -> distributed.Dist | None:
     """This rank under torchrun (process group initialised), checked against the config;
     None for one process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and OmegaConf.select(cfg, "replicas", default=1) != 1:
-        raise ConfigError("replicas>1 does not combine with torchrun's ranks: set replicas=1 "
-                          "(each rank then trains a slice of one seed's batch)")
     if world > 1 and cfg.train.batch_size % world:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} does not split across "
                           f"{world} ranks: use a multiple of {world} (it is the global batch)")

@@ -169,7 +169,7 @@ def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("overrides, message", [
     (["train.precision=fp8"], "error: train.precision=fp8 is unknown; choose one of fp32"),
-    (["replicas=2", "train.precision=bf16"], "error: replicas>1 trains in fp32 without compile"),
+    (["replicas=2", "train.precision=fp16"], "error: replicas > 1 cannot train in fp16"),
     (["deterministic=true", "model._target_=tests.test_accel.PutNet"],
      "error: deterministic=true but put_ has no deterministic implementation on cpu"),
 ])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import lth.lottery.driver as driver
+import lth.lottery.span as span_module
 from lth.errors import ConfigError
 from lth.lottery import derive_seed
 from lth.lottery.controls import (
@@ -27,16 +27,18 @@ BOTH = ["random_reinit", "random_prune"]
 def starts(monkeypatch) -> dict:
     """(round, control) -> (start state, mask) as handed to the trainer."""
     seen: dict = {}
-    real = driver.train
+    real = span_module.train
 
-    def spy(model, data, optimizer, span, *, mask, options, **kw):
-        words = options.desc.split()  # "round <k> <control>" (the ticket: "round <k>")
-        if len(words) == 3:
-            seen[int(words[1]), words[2]] = ({n: t.clone() for n, t in model.state_dict().items()},
-                                             {n: m.clone() for n, m in mask.items()}, span.start)
-        return real(model, data, optimizer, span, mask=mask, options=options, **kw)
+    def spy(members, build, data, options):
+        for m in members:
+            st = m.start
+            if st.branch is not None:
+                seen[st.k, st.branch.name] = (
+                    {n: t.clone() for n, t in st.model.state_dict().items()},
+                    {n: t.clone() for n, t in st.mask.items()}, st.span.start)
+        return real(members, build, data, options)
 
-    monkeypatch.setattr(driver, "train", spy)
+    monkeypatch.setattr(span_module, "train", spy)
     return seen
 
 

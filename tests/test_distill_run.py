@@ -82,7 +82,7 @@ def test_an_interrupted_student_resumes_bit_identically(teachers, tmp_path, monk
         if point == "checkpoint:0:30":
             raise Crash(point)
 
-    monkeypatch.setattr("lth.lottery.student.kill_point", crash)
+    monkeypatch.setattr("lth.lottery.span.kill_point", crash)
     with pytest.raises(Crash):
         student(teachers[0], *args, f"output_root={tmp_path / 'run'}")
     monkeypatch.undo()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import subprocess
 
@@ -18,6 +19,7 @@ from lth.pruning import PruneRates, full_mask
 from lth.store import RunStore, config_hash
 from lth.tracking import NullSink
 from lth.train import LoopOptions, Span, step_schedule, train
+from lth.train.accel import Accel
 from lth.train.replicas import ReplicaStepper, check_replicable, train_replicas
 from tests.conftest import PYTHON, cli_env, make_blobs
 from tests.test_config import compose_with
@@ -118,14 +120,36 @@ def test_replicas_match_single_runs(model_name: str, opt_name: str) -> None:
         assert got.val_acc is not None
 
 
-def test_replicas_refuse_dropout_models_and_other_optimizers() -> None:
+def test_replicas_refuse_dropout_models_and_fp16() -> None:
     with pytest.raises(ConfigError, match="replicas > 1 supports models without dropout"):
         check_replicable(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.5)))
     data = make_blobs(dim=20)
     models = [MLP((20,), 4, hidden=(8,)) for _ in range(2)]
-    with pytest.raises(ConfigError, match="SGD, Adam and AdamW"):
-        train_replicas(models, data, functools.partial(torch.optim.RMSprop, lr=0.1),
-                       Span(0, 2, lambda it: 1.0), batch_size=8, seeds=[0, 1])
+    with pytest.raises(ConfigError, match="GradScaler .* use train.precision=bf16"):
+        train_replicas(models, data, functools.partial(torch.optim.Adam, lr=0.1),
+                       Span(0, 2, lambda it: 1.0), batch_size=8, seeds=[0, 1],
+                       accel=Accel("fp16"))
+
+
+def test_replicas_train_other_optimizers_as_single_runs_keeping_pruned_weights_zero() -> None:
+    """RMSprop could move a weight whose gradient is zero: replicas re-mask after each step,
+    as a single run does, and match the single runs."""
+    data = make_blobs(dim=20)
+    make = functools.partial(torch.optim.RMSprop, lr=1e-2, momentum=0.9)
+    base = [MLP((20,), 4, hidden=(8,)) for _ in range(2)]
+    masks = [{n: torch.rand(p.shape, generator=torch.Generator().manual_seed(j)) > 0.5
+              for n, p in m.named_parameters() if n.endswith("weight")}
+             for j, m in enumerate(base)]
+    singles = [copy.deepcopy(m) for m in base]
+    span = Span(0, 20, lambda it: 1.0)
+    train_replicas(base, data, make, span, batch_size=8, seeds=[0, 1], masks=masks)
+    for j, (model, mask) in enumerate(zip(singles, masks)):
+        train(model, data, make(model.parameters()), span, batch_size=8, seed=j, mask=mask)
+        for n, m in mask.items():
+            got = dict(base[j].named_parameters())[n]
+            assert bool((got[~m] == 0).all())
+            torch.testing.assert_close(got, dict(model.named_parameters())[n], rtol=1e-4,
+                                       atol=1e-5)
 
 
 # --- the multi-seed lottery -------------------------------------------------------------------
@@ -262,7 +286,7 @@ def resumable_group(root, seeds=(3, 4), opt: str = "adam_fused") -> ReplicaLotte
 
 
 def crash_replicas_at(monkeypatch, point: str) -> None:
-    import lth.lottery.replicas as replica_module
+    import lth.lottery.span as replica_module
 
     def kill_point(name: str) -> None:
         if name == point:
@@ -342,6 +366,7 @@ def test_a_replica_checkpoint_has_the_single_runs_format(tmp_path, monkeypatch) 
     crash_replicas_at(monkeypatch, "checkpoint:0:45")
     with pytest.raises(Crash):
         resumable_group(tmp_path / "run").run()
+    monkeypatch.undo()
     lot = resumable_lottery(tmp_path / "run", 3)
     obj = lot.store.load(lot.store.checkpoint_path(0), "")
     state = obj["optimizer"]["state"]
@@ -357,7 +382,7 @@ def test_a_replica_checkpoint_has_the_single_runs_format(tmp_path, monkeypatch) 
 
 def test_single_runs_checkpoints_resume_as_replicas(tmp_path, monkeypatch) -> None:
     """The other direction: seeds killed mid-round as single runs continue as replicas=2."""
-    import lth.lottery.driver as driver_module
+    import lth.lottery.span as driver_module
 
     def crash(name: str) -> None:
         if name == "checkpoint:0:45":

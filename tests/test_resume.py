@@ -18,6 +18,7 @@ from torch import nn
 
 import lth.files as files_module
 import lth.lottery.driver as driver_module
+import lth.lottery.span as span_module
 from lth.data import load_dataset
 from lth.errors import CheckpointError, DataError, LockError, StorageError, TrainingError
 from lth.lottery import Lottery, LotterySettings
@@ -64,7 +65,7 @@ def crash_at(monkeypatch: pytest.MonkeyPatch, point: str) -> None:
         if name == point:
             raise Crash(name)
 
-    monkeypatch.setattr(driver_module, "kill_point", kill_point)
+    monkeypatch.setattr(span_module, "kill_point", kill_point)
     monkeypatch.setattr(files_module, "kill_point", kill_point)
 
 

@@ -10,7 +10,7 @@ import torch
 
 from lth.pruning import full_mask
 from lth.train import LoopOptions, Span, train
-from lth.train.loop import masked_pairs
+from lth.train.masking import Masking
 from lth.train.optim import prefer_fused
 from tests.conftest import PYTHON, ROOT, TinyMLP, make_blobs
 
@@ -70,12 +70,14 @@ def test_stale_optimizer_state_of_pruned_weights_is_cleared() -> None:
 
 def test_dense_mask_costs_no_multiply() -> None:
     model = TinyMLP()
-    assert masked_pairs(dict(model.named_parameters()), full_mask(model)) == ([], [])
+    params = dict(model.named_parameters())
+    dense = Masking(params, [full_mask(model)], lambda k, n: {})
+    assert (dense.params, dense.floats) == ([], [])
     mask = full_mask(model)
     mask["fc2.weight"] = mask["fc2.weight"].clone()
     mask["fc2.weight"][0, 0] = False
-    params, masks = masked_pairs(dict(model.named_parameters()), mask)
-    assert [p is model.fc2.weight for p in params] == [True]
+    masked = Masking(params, [mask], lambda k, n: {})
+    assert [p is model.fc2.weight for p in masked.params] == [True]
 
 
 def test_fused_training_matches_unfused_closely() -> None:

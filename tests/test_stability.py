@@ -3,12 +3,14 @@ overlaps, early-bird detection, and the instability branches of a stored round."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+import lth.lottery.span as span_module
 from lth.analysis.overlap import OVERALL, compare_masks, hamming, jaccard, oneshot_mask, overlap
 from lth.errors import ConfigError
 from lth.lottery.driver import Branch
@@ -185,12 +187,69 @@ def test_early_bird_fires_when_the_window_of_five_settles_and_not_before() -> No
     assert mask_distance(noise[0], noise[0]) == 0.0
 
 
-def test_early_bird_threshold_is_strict() -> None:
+class ReferenceEarlyBird:
+    """The core of GATECH-EIC/Early-Bird-Tickets' ``EarlyBird`` (main.py): a queue of
+    ``epoch_keep`` flat masks, the newest one's distances to the others, emerged when none is
+    above 0.1 (ported for the comparison; the mask drawing itself is lth's)."""
+
+    def __init__(self, epoch_keep: int = 5) -> None:
+        self.epoch_keep, self.masks = epoch_keep, []
+        self.dists = [1 for _ in range(1, epoch_keep)]
+
+    def put(self, mask: torch.Tensor) -> None:
+        if len(self.masks) < self.epoch_keep:
+            self.masks.append(mask)
+        else:
+            self.masks.pop(0)
+            self.masks.append(mask)
+
+    def cal_dist(self) -> bool:
+        if len(self.masks) == self.epoch_keep:
+            for i in range(len(self.masks) - 1):
+                mask_i, mask_j = self.masks[-1], self.masks[i]
+                self.dists[i] = 1 - float(torch.sum(mask_i == mask_j)) / mask_j.size(0)
+            return True
+        return False
+
+    def early_bird_emerge(self, mask: torch.Tensor) -> bool:
+        self.put(mask)
+        if self.cal_dist():
+            return all(d <= 0.1 for d in self.dists)
+        return False
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_early_bird_finds_the_point_the_reference_code_finds(seed: int) -> None:
+    """Masks that drift by 0-3 of 20 entries a step, so distances of exactly 0.1 occur."""
+    g = torch.Generator().manual_seed(seed)
+    mask, masks = torch.rand(20, generator=g) < 0.5, []
+    for _ in range(40):
+        flip = torch.randperm(20, generator=g)[:int(torch.randint(0, 4, (1,), generator=g))]
+        mask = mask.clone()
+        mask[flip] = ~mask[flip]
+        masks.append(mask)
+    reference = ReferenceEarlyBird()
+    expected = next((i for i, m in enumerate(masks) if reference.early_bird_emerge(m)), None)
+    bird = EarlyBird(threshold=0.1)
+    for i, m in enumerate(masks):
+        bird.add(i, {"w": m})
+    assert bird.found_iter == expected
+
+
+def test_early_bird_distance_of_exactly_the_threshold_passes() -> None:
     a = {"w": torch.zeros(10, dtype=bool)}
     b = {"w": torch.tensor([True] + [False] * 9)}  # distance exactly 0.1 from a
     bird = EarlyBird(threshold=0.1)
-    assert not any(bird.add(i, m) for i, m in enumerate([a, a, a, a, b, b, b, b, b]) if i < 8)
-    assert bird.add(8, b)  # window 4..8 is all b
+    assert [bird.add(i, m) for i, m in enumerate([a, a, a, a, b])] == [False] * 4 + [True]
+
+
+def test_early_bird_draws_the_initial_mask_first(tmp_path: Path) -> None:
+    """As the reference draws a mask before each epoch's training, the first mask is the
+    initial weights' (iteration 0), and none is drawn after the last step."""
+    lottery = make_lottery(tmp_path, rounds=0, iterations=60, early_bird_every=20)
+    lottery.run()
+    points = json.loads((lottery.store.round_dir(0) / "early_bird.json").read_text())["points"]
+    assert [p["iter"] for p in points] == [0, 20, 40]
 
 
 def test_early_bird_round_zero_records_the_point_and_draws_the_ticket(tmp_path: Path) -> None:
@@ -198,7 +257,8 @@ def test_early_bird_round_zero_records_the_point_and_draws_the_ticket(tmp_path: 
                            early_bird_threshold=0.3, early_bird_ticket=True)
     lottery.run()
     first, second = lottery.store.read_metrics()
-    assert first["early_bird_iter"] is not None and 25 <= first["early_bird_iter"] <= 60
+    # draws at 0, 5, ..., 55: the first full window of five ends at 20
+    assert first["early_bird_iter"] is not None and 20 <= first["early_bird_iter"] < 60
     early = lottery.store.load_tensors(lottery.store.early_bird_mask_path)
     ticket = lottery.store.load_tensors(lottery.store.mask_path(1))
     assert all(torch.equal(early[n], ticket[n]) for n in ticket) and second["early_bird_ticket"]
@@ -284,14 +344,14 @@ def test_early_bird_window_survives_a_resume_exactly(tmp_path: Path, monkeypatch
     whole = make_lottery(tmp_path / "whole", **kw)
     whole.run()
     broken = make_lottery(tmp_path / "broken", **kw)
-    save = type(broken).save_checkpoint
+    save = span_module.save_checkpoints
 
-    def save_then_stop(self, start, ckpt) -> None:
-        save(self, start, ckpt)
-        if ckpt.state.it == 40:
+    def save_then_stop(members, stepper, states) -> None:
+        save(members, stepper, states)
+        if states[0].it == 40:
             raise Stop  # as if killed right after the checkpoint of iteration 40
 
-    monkeypatch.setattr(type(broken), "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(span_module, "save_checkpoints", save_then_stop)
     with pytest.raises(Stop):
         broken.run()
     monkeypatch.undo()

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Iterable
 
 import torch
+from torch import nn
 
 from lth.errors import ConfigError
 from lth.lottery.driver import Branch, Lottery, Record, RoundStart
@@ -37,8 +38,6 @@ from lth.lottery.states import PruneInputs
 from lth.pruning import Mask, apply_mask, prune_mask
 from lth.pruning.prune import invert_mask, weight_scores
 from lth.store.store import RunStore
-
-CONTROLS = ("random_reinit", "random_prune", "invert")
 
 
 def check_controls(names: Iterable[str]) -> tuple[str, ...]:
@@ -78,30 +77,54 @@ def prune_scores(lottery: Lottery, k: int, inputs: PruneInputs) -> dict[str, tor
                   seed=s.prune_seed(k), initial=inputs.initial)
 
 
-def control_start(lottery: Lottery, k: int, name: str) -> RoundStart:
-    """Control ``name`` of the stored round ``k`` >= 1, ready to train: the ticket's start
-    state and span, with the control's mask or initialisation."""
+def _random_reinit(lottery: Lottery, k: int, model: nn.Module, ticket: Mask,
+                   seed: int) -> Mask:
+    """The ticket's mask on a fresh initialisation drawn with ``seed``."""
+    torch.manual_seed(seed)
+    model.load_state_dict(lottery.make_model().state_dict())
+    return ticket
+
+
+def _random_prune(lottery: Lottery, k: int, model: nn.Module, ticket: Mask,
+                  seed: int) -> Mask:
+    """The ticket's survivors per layer at random places, from its start weights."""
+    return shuffled_mask(ticket, seed)
+
+
+def _invert(lottery: Lottery, k: int, model: nn.Module, ticket: Mask, seed: int) -> Mask:
+    """The lowest-scoring weights by the round's own scores, as many per layer as the
+    ticket keeps, from its start weights."""
+    if k == 1 and lottery.store.early_bird_mask_path.exists():
+        raise ConfigError("round 1's mask is the early-bird ticket's, drawn from weights "
+                          "not stored: the invert control cannot rank them; use rounds >= 2")
+    states = lottery.states
+    inputs = states.prune_inputs(k, states.initial_model())
+    return invert_mask(prune_scores(lottery, k, inputs), inputs.mask, ticket)
+
+
+# name -> the control's mask (the model holds the ticket's start weights, unmasked, and may
+# be given other ones): the branch starts of this kind.
+ControlStart = Callable[["Lottery", int, nn.Module, Mask, int], Mask]
+CONTROLS: dict[str, ControlStart] = {
+    "random_reinit": _random_reinit, "random_prune": _random_prune, "invert": _invert,
+}
+
+
+def control_start(lottery: Lottery, k: int, name: str,
+                  ticket: RoundStart | None = None) -> RoundStart:
+    """Control ``name`` of round ``k`` >= 1, ready to train: the ticket's start state and span,
+    with the control's mask or initialisation. The ticket's mask is the stored one of round
+    ``k``, or that of ``ticket`` (the round begun, when both train as one group)."""
     (name,) = check_controls([name])
     if k < 1:
         raise ConfigError(f"round {k} is dense: controls exist for rounds >= 1 only")
     began = time.perf_counter()
     states = lottery.states
     model = states.initial_model()
-    ticket_mask = states.load_mask(model, k)
+    ticket_mask = ticket.mask if ticket is not None else states.load_mask(model, k)
     span = states.start_weights(k, model)
     seed = control_seed(lottery.settings.seed, name, k)
-    if name == "random_reinit":
-        torch.manual_seed(seed)
-        model.load_state_dict(lottery.make_model().state_dict())
-        mask = ticket_mask
-    elif name == "invert":
-        if k == 1 and lottery.store.early_bird_mask_path.exists():
-            raise ConfigError("round 1's mask is the early-bird ticket's, drawn from weights "
-                              "not stored: the invert control cannot rank them; use rounds >= 2")
-        inputs = states.prune_inputs(k, states.initial_model())
-        mask = invert_mask(prune_scores(lottery, k, inputs), inputs.mask, ticket_mask)
-    else:
-        mask = shuffled_mask(ticket_mask, seed)
+    mask = CONTROLS[name](lottery, k, model, ticket_mask, seed)
     apply_mask(model, mask)
     branch = Branch(name, {"control": name, "control_seed": seed})
     return RoundStart(k, model, mask, span, {}, began, branch)

@@ -12,32 +12,32 @@ weights of round k-1 to the scheduled density and retrains according to ``retrai
 Round k's target density is ``(1 - p) ** k`` per group; with ``oneshot`` round 1 prunes the
 dense trained network straight to the density of ``rounds`` rounds (and is the last round);
 with ``schedule`` round k targets ``schedule[k - 1]`` (see ``LotterySettings``); with ``at_init``
-each round prunes its own start weights (``lth.lottery.prune_inputs``).
+each round prunes its own start weights (``lth.lottery.states``).
 
-A round is begun (``begin_round``: its model at the start state, mask, span, hooks), trained
-(``train_round``) and finished (``finish_round``: files, record, sink). Branches trained beside
-a stored round (``lth.lottery.controls``, the copies of ``lth.lottery.instability``) go through
-the same three steps with a ``Branch``. With ``early_bird_every`` round 0 also runs early-bird
-detection (``lth.lottery.early_bird``) as hooks.
+A round is begun (``begin_round``: its model at the start state, mask, span, hooks, mask
+update), trained (``train_round``, through ``lth.lottery.span``) and finished
+(``finish_round``: files, record, sink). Branches trained beside a stored round
+(``lth.lottery.controls``, the copies of ``lth.lottery.instability``) go through the same
+three steps with a ``Branch``; several begun rounds or branches train as one replica group
+(``lth.lottery.replicas``). IMP's mask is constant within a round; with
+``early_bird_every`` round 0's mask update observes it (``lth.lottery.early_bird``).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from lth.data import Dataset
-from lth.faults import kill_point, with_signal_hook
+from lth.data import BatchIterator, Dataset
+from lth.lottery import span as spans
 from lth.lottery.cost import round_cost
-from lth.lottery.early_bird import EarlyBirdTracker, early_bird_mask
+from lth.lottery.early_bird import EarlyBirdDetector, early_bird_mask
 from lth.lottery.settings import LotterySettings
+from lth.lottery.span import Branch, Member, Record, RoundStart
 from lth.lottery.states import RunStates
 from lth.measure.supermask import supermask_test_acc
 from lth.pruning import (
@@ -51,52 +51,22 @@ from lth.pruning import (
     total,
 )
 from lth.pruning.structured import ChannelPruner
-from lth.store.store import RunStore
+from lth.store import RunStore
 from lth.tracking import Sink
 from lth.tracking.wandb_sink import control_metrics
-from lth.train import (
-    LoopOptions,
-    Span,
-    TrainResult,
-    TrainState,
-    checkpoint,
-    train,
-)
+from lth.train import LoopOptions, Span, TrainResult
 from lth.train.accel import Accel
-from lth.train.checkpoint import Checkpoint
+from lth.train.core import Stepper
 from lth.train.distributed import Dist, barrier, check_same_mask
+from lth.train.loop import SingleStepper
+from lth.train.masking import Chain, MaskUpdate
+from lth.train.replicas import ReplicaStepper
 from lth.train.schedule import LRFactor
 
 OptimizerFactory = Callable[[Iterator[nn.Parameter]], torch.optim.Optimizer]
-Record = dict[str, Any]
+UpdateFactory = Callable[[RoundStart], MaskUpdate | None]
 
-
-@dataclass(frozen=True)
-class Branch:
-    """A run trained beside a stored round: ``round_<k>/<kind>/<name>/``, its record in the
-    kind's JSONL file (``RunStore.branch_log_path``) with ``fields`` added (e.g. the
-    control's name and seed). ``data_seed`` replaces the run's data order (None: the
-    ticket's own, as controls replay it)."""
-
-    name: str
-    fields: Mapping[str, Any]
-    kind: str = "controls"
-    data_seed: int | None = None
-
-
-@dataclass
-class RoundStart:
-    """A round ready to train: its model (at the start state), mask, span and hooks."""
-
-    k: int
-    model: nn.Module
-    mask: Mask
-    span: Span
-    hooks: dict[int, Callable[[nn.Module], None]]
-    began: float  # perf_counter() when the round began (earlier by a resumed run's time)
-    branch: Branch | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # more record keys, set while training
-    early_bird: EarlyBirdTracker | None = None  # round 0's detector (analysis.early_bird_every)
+__all__ = ["Branch", "Lottery", "Record", "RoundStart"]
 
 
 @dataclass
@@ -105,7 +75,9 @@ class Lottery:
 
     ``pruner`` has ``prune_mask``'s signature (``lth.pruning.structured.ChannelPruner`` for
     channel pruning); ``versions`` (lth version, commit, ...) is noted in run.json for each
-    round this process completes; ``accel``: precision and compilation of the training step.
+    round this process completes; ``accel``: precision and compilation of the training step;
+    ``mask_update(start)`` gives a begun round the update that may change its mask during
+    its training (its state is checkpointed with the round).
     """
 
     settings: LotterySettings
@@ -121,6 +93,7 @@ class Lottery:
     versions: Mapping[str, str] = field(default_factory=dict)
     accel: Accel = field(default_factory=Accel)
     dist: Dist | None = None  # data parallelism: this rank (store and sink are rank 0's)
+    mask_update: UpdateFactory | None = None  # a round's mask update (None: IMP's constant)
 
     @property
     def states(self) -> RunStates:
@@ -147,87 +120,79 @@ class Lottery:
             self.store.read_info()  # fail before training, not after, if run.json is damaged
         model = self.states.initial_model()
         s, hooks, extra = self.settings, {}, {}
-        tracker = None
+        start = RoundStart(k, model, {}, Span(0, s.iterations, self.lr_factor), hooks, began,
+                           extra=extra)
+        updates: list[MaskUpdate] = []
         if k == 0:
-            mask, span = full_mask(model, s.include_bias), Span(0, s.iterations, self.lr_factor)
+            start.mask = full_mask(model, s.include_bias)
             hooks[s.rewind_iter] = lambda m: self.store.save_tensors(
                 self.store.rewind_path, m.state_dict())
             if s.early_bird_every:
-                tracker = EarlyBirdTracker(self.states, self.pruner, extra)
-                tracker.add_hooks(hooks, span.start, span.end)
+                updates.append(EarlyBirdDetector(self.states, self.pruner, extra, 0,
+                                                 s.iterations))
+                if not self.store.checkpoint_path(0).exists():  # an old early-bird mask is
+                    self.store.remove(self.store.early_bird_mask_path)  # not this training's
         else:
-            mask, span = self._prune(k, model)
-            check_same_mask(mask, self.dist, f"round {k}")
-            apply_mask(model, mask)
+            start.mask, start.span = self._prune(k, model)
+            check_same_mask(start.mask, self.dist, f"round {k}")
+            apply_mask(model, start.mask)
             if k == 1 and s.early_bird_ticket:
                 extra["early_bird_ticket"] = self.store.early_bird_mask_path.exists()
-        return RoundStart(k, model, mask, span, hooks, began, extra=extra, early_bird=tracker)
-
-    # -- checkpoints -------------------------------------------------------------------------
-    def checkpoint_path(self, start: RoundStart) -> Path:
-        """Where the mid-round checkpoint of a begun round (or branch) is kept."""
-        b = start.branch
-        return (self.store.checkpoint_path(start.k) if b is None
-                else self.store.checkpoint_path(start.k, b.name, b.kind))
-
-    def load_checkpoint(self, start: RoundStart) -> Checkpoint | None:
-        """The mid-round checkpoint of ``start``, if there is one (not restored)."""
-        path = self.checkpoint_path(start)
-        if not path.exists():
-            return None
-        obj = self.store.load(path, f"delete it to restart round {start.k} from its beginning")
-        return checkpoint.unpack(obj, path, start.k, (start.span.start, start.span.end))
-
-    def save_checkpoint(self, start: RoundStart, ckpt: Checkpoint) -> None:
-        """Store the mid-round checkpoint of ``start`` (a round or a branch)."""
-        span = (start.span.start, start.span.end)
-        self.store.save(self.checkpoint_path(start), checkpoint.pack(start.k, span, ckpt))
-
-    def loop_options(self, start: RoundStart, desc: str) -> LoopOptions:
-        """Evaluation and checkpoint intervals of a round or branch."""
-        every = self.settings.checkpoint_every
-        return LoopOptions(eval_every=self.settings.eval_every, checkpoint_every=every,
-                           progress=self.progress, desc=desc)
+        own = self.mask_update(start) if self.mask_update is not None else None
+        updates += [own] if own is not None else []
+        if updates:
+            start.update = updates[0] if len(updates) == 1 else Chain(updates)
+        return start
 
     # -- training ------------------------------------------------------------------------------
+    def loop_options(self, desc: str, names: Sequence[str] = ()) -> LoopOptions:
+        """Evaluation and checkpoint intervals of a round, branch or group (``names``: how
+        errors name each member of a group)."""
+        return LoopOptions(eval_every=self.settings.eval_every,
+                           checkpoint_every=self.settings.checkpoint_every,
+                           progress=self.progress, desc=desc, replica_names=tuple(names))
+
+    def member(self, start: RoundStart) -> Member:
+        """A begun round or branch of this run, ready for ``lth.lottery.span.train``: the
+        ticket's data order (or the branch's own) and, for the ticket, its curve sink."""
+        b, s = start.branch, self.settings
+        seed = b.data_seed if b is not None and b.data_seed is not None else s.data_seed
+        on_eval = (lambda it, point, k=start.k: self.sink.log_curve(k, it, point)) \
+            if b is None else None
+        label = f"seed {s.seed}" + (f" {b.name}" if b else "")
+        return Member(start, self.store, seed, on_eval, label)
+
+    def stepper(self, models: list[nn.Module], masks: list[Mask], seeds: list[int]) -> Stepper:
+        """What trains ``models`` (one: a ``SingleStepper``; several: one replica group)."""
+        if len(models) == 1:
+            batches = BatchIterator(self.data.x_train, self.data.y_train,
+                                    self.settings.batch_size, seeds[0],
+                                    augment=self.data.augment)
+            return SingleStepper(models[0], self.make_optimizer(models[0].parameters()),
+                                 batches, masks[0], self.accel, dist=self.dist)
+        return ReplicaStepper(models, self.data, self.make_optimizer,
+                              batch_size=self.settings.batch_size, seeds=seeds, masks=masks,
+                              accel=self.accel, dist=self.dist)
+
+    def train_members(self, members: Sequence[Member], desc: str) -> list[TrainResult]:
+        """Train begun rounds or branches (of this run or of runs like it, one per seed) as
+        one group, resuming from their checkpoints; the models hold the results."""
+        names = [m.label for m in members] if len(members) > 1 else []
+        return spans.train(members, self.stepper, self.data, self.loop_options(desc, names))
+
     def train_round(self, start: RoundStart) -> TrainResult:
-        """Train a begun round (resuming from its checkpoint); the model holds the result."""
-        s, k, model = self.settings, start.k, start.model
-        optimizer = self.make_optimizer(model.parameters())
-        scaler = self.accel.scaler(self.device)
-        ckpt, resume = self.load_checkpoint(start), None
-        if ckpt is not None:
-            checkpoint.restore(ckpt, self.checkpoint_path(start), k, model,
-                               lambda state: checkpoint.load_optimizer(optimizer, scaler, state))
-            resume, start.began = ckpt.state, start.began - ckpt.wall_s
-            if start.early_bird is not None and "early_bird" in ckpt.extra:
-                start.early_bird.load(ckpt.extra["early_bird"])
-        elif start.early_bird is not None:  # round 0 from its start: an old early-bird mask is
-            self.store.remove(self.store.early_bird_mask_path)  # not this training's
-
-        def save(state: TrainState) -> None:
-            wall = time.perf_counter() - start.began
-            extra = {"early_bird": start.early_bird.state()} if start.early_bird else None
-            optim = checkpoint.optimizer_state(optimizer, scaler)
-            self.save_checkpoint(start, checkpoint.capture(state, model, optim, wall, extra))
-            where = f":{start.branch.kind}:{start.branch.name}" if start.branch else ""
-            kill_point(f"checkpoint:{k}:{state.it}{where}")
-
-        branch = start.branch
-        name = f"round {k}" + (f" {branch.name}" if branch else "")
-        log_curve = branch is None
-        seed = branch.data_seed if branch and branch.data_seed is not None else s.data_seed
-        return train(
-            model, self.data, optimizer, start.span, batch_size=s.batch_size,
-            seed=seed, mask=start.mask, options=self.loop_options(start, name),
-            hooks=with_signal_hook(start.hooks, k), resume=resume, accel=self.accel,
-            on_checkpoint=save, dist=self.dist, scaler=scaler,
-            on_eval=(lambda it, point: self.sink.log_curve(k, it, point)) if log_curve else None,
-        )
+        """Train a begun round or branch (resuming from its checkpoint); the model holds the
+        result."""
+        b = start.branch
+        desc = f"round {start.k}" + (f" {b.name}" if b else "")
+        (result,) = self.train_members([self.member(start)], desc)
+        return result
 
     def record(self, start: RoundStart, result: TrainResult) -> Record:
-        """The round's (or branch's) record: density, accuracies, iterations, wall time."""
-        mask, kept, size = start.mask, remaining(start.mask), total(start.mask)
+        """The round's (or branch's) record: density (of its final mask), accuracies,
+        iterations, wall time, cost."""
+        mask = result.mask or start.mask
+        kept, size = remaining(mask), total(mask)
         record: Record = {
             "round": start.k, "density": kept / size, "sparsity": 1 - kept / size,
             "remaining": kept, "total": size, "test_acc": result.test_acc,
@@ -252,23 +217,12 @@ class Lottery:
 
     def finish_round(self, start: RoundStart, result: TrainResult) -> Record:
         """Store the round's (or branch's) files and record (the record last) and log it."""
-        k, branch = start.k, start.branch
-        name, kind = (branch.name, branch.kind) if branch else (None, "controls")
-        record = self.record(start, result)
-        self.store.save_tensors(self.store.mask_path(k, name, kind), start.mask)
-        self.store.save_tensors(self.store.final_path(k, name, kind), start.model.state_dict())
-        self.store.write_text(self.store.curve_path(k, name, kind), json.dumps(result.evals))
-        if branch is not None:
-            self.store.append_branch(kind, record)
-            self.store.remove(self.checkpoint_path(start))
-            if kind == "controls":
-                self.sink.log_round(control_metrics(record))
-        else:
-            if self.versions:
-                self.store.note_round_versions(k, self.versions)
-            self.store.append_metrics(record)
-            self.store.remove(self.store.checkpoint_path(k))
+        branch, record = start.branch, self.record(start, result)
+        spans.finish(self.member(start), result, record, self.versions)
+        if branch is None:
             self.sink.log_round(record)
+        elif branch.kind == "controls":
+            self.sink.log_round(control_metrics(record))
         barrier(self.dist)  # data parallel: the other ranks read the files rank 0 wrote
         return record
 

@@ -140,11 +140,15 @@ def pending_instability(store: RunStore, rounds: Iterable[int] | None = None) ->
     return [k for k in completed if k not in done]
 
 
+def missing_copies(lottery: Lottery, k: int) -> list[int]:
+    """Round ``k``'s instability copies not yet stored."""
+    done = {r["copy"] for r in lottery.store.read_branches(KIND) if r["round"] == k}
+    return [c for c in COPIES if c not in done]
+
+
 def run_instability(lottery: Lottery, k: int, options: InstabilityOptions) -> Record:
     """Train round ``k``'s missing copies (resuming a checkpointed one), then analyse."""
-    done = {r["copy"] for r in lottery.store.read_branches(KIND) if r["round"] == k}
-    for c in COPIES:
-        if c not in done:
-            start = copy_start(lottery, k, c)
-            lottery.finish_round(start, lottery.train_round(start))
+    for c in missing_copies(lottery, k):
+        start = copy_start(lottery, k, c)
+        lottery.finish_round(start, lottery.train_round(start))
     return analyse(lottery, k, options)

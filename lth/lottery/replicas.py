@@ -1,84 +1,75 @@
-"""Several seeds of one IMP experiment in one process, their rounds trained together.
+"""Several trainings of one experiment in one process, each round's trained together.
 
 Each seed is a whole ``Lottery`` (own init, data order, pruning seed, masks, run directory and
-sink), so each run directory is laid out exactly as a single run's and resumes as one. Only
-the training of a round is shared: a ``ReplicaStepper`` trains the round's K models through
-the one loop core (``lth.train.core.run_loop``), with the single run's evaluation points and
-mid-round checkpoints. Each seed's checkpoint goes to its own run directory in the single
-run's format; a round resumes from them when every seed of the group has one at the same
-iteration, and starts again otherwise. Rounds a seed has already completed are skipped for it.
+sink), so each run directory is laid out exactly as a single run's and resumes as one. What is
+shared is the training: round k's members, the tickets of every seed that lacks round k and
+the controls of round k of every seed (each control a member), train as one replica group
+through the one loop core (``lth.lottery.span.train``: the single run's evaluation points and
+mid-round checkpoints, each member's in its own run directory in the single run's format).
+The instability copies of a round form one group too. A group resumes when every member has a
+checkpoint at the same iteration, and starts again otherwise. A group of one seed
+(``group_branches``) trains a round's ticket and controls together.
+
+Members differ from their single runs only in the batched kernels (see
+``lth.train.replicas``): initial weights, masks, batches, learning rates and evaluation points
+are exactly the single run's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from torch import nn
-
-from lth.faults import kill_point
+from lth.lottery.controls import check_controls, control_start
 from lth.lottery.driver import Lottery, Record, RoundStart
-from lth.train import Callbacks, TrainResult, TrainState, checkpoint, run_loop
-from lth.train.checkpoint import Checkpoint
-from lth.train.replicas import ReplicaStepper
+from lth.lottery.instability import (
+    InstabilityOptions,
+    analyse,
+    copy_start,
+    missing_copies,
+    pending_instability,
+)
+from lth.store import RunStore
+from lth.train import TrainResult
 
-RoundCallback = Callable[[int, Record], None]  # (replica index, round record)
+RoundCallback = Callable[[int, Record], None]  # (replica index, round or branch record)
 
 
-def _run_hooks(it: int, starts: Sequence[RoundStart], models: list[nn.Module]) -> None:
-    for start, model in zip(starts, models):
-        if it in start.hooks:
-            start.hooks[it](model)
+def train_group(pairs: Sequence[tuple[Lottery, RoundStart]], desc: str) -> list[TrainResult]:
+    """Train begun rounds or branches of several lotteries (seeds) as one replica group."""
+    first = pairs[0][0]
+    return first.train_members([lot.member(st) for lot, st in pairs],
+                               f"{desc} x{len(pairs)}")
 
 
-@dataclass
-class _Group:
-    """One round of the replicas that lack it: their lotteries and begun rounds."""
+def missing_controls(lottery: Lottery, names: Sequence[str], k: int) -> list[str]:
+    """The controls of round ``k`` not yet stored for ``lottery``."""
+    done = {r["control"] for r in lottery.store.read_controls() if r["round"] == k}
+    return [n for n in names if n not in done]
 
-    k: int
-    lots: list[Lottery]
-    starts: list[RoundStart]
 
-    def checkpoints(self) -> list[Checkpoint] | None:
-        """Every replica's checkpoint, all at one iteration; None (and the partial ones
-        deleted) otherwise."""
-        found = [lot.load_checkpoint(st) for lot, st in zip(self.lots, self.starts)]
-        if all(c is not None for c in found) and len({c.state.it for c in found}) == 1:
-            return found  # type: ignore[return-value]
-        for lot in self.lots:  # a kill between the K writes: start the round again
-            lot.store.remove(lot.store.checkpoint_path(self.k))
-        return None
-
-    def load_models(self, ckpts: list[Checkpoint]) -> None:
-        """Each replica's weights and the RNG states (before the models are stacked)."""
-        for lot, st, c in zip(self.lots, self.starts, ckpts):
-            checkpoint.restore(c, lot.store.checkpoint_path(self.k), self.k, st.model,
-                               lambda _: None)  # the stacked optimizer loads in resume()
-            st.began -= c.wall_s
-
-    def resume(self, stepper: ReplicaStepper, ckpts: list[Checkpoint]) -> list[TrainState]:
-        """Restore the optimizer states; the loop states to continue from."""
-        paths = ", ".join(str(lot.store.checkpoint_path(self.k)) for lot in self.lots)
-        with checkpoint.fitting(f"the optimizer states of {paths} do not fit this run",
-                                f"delete them to restart round {self.k} from its beginning"):
-            stepper.load_optimizer_states([c.optimizer for c in ckpts])
-        return [c.state for c in ckpts]
-
-    def save(self, stepper: ReplicaStepper, states: list[TrainState]) -> None:
-        models, optim = stepper.models(), stepper.optimizer_states()
-        for lot, st, model, state, opt in zip(self.lots, self.starts, models, states, optim):
-            wall = time.perf_counter() - st.began
-            lot.save_checkpoint(st, checkpoint.capture(state, model, opt, wall))
-        kill_point(f"checkpoint:{self.k}:{states[0].it}")
+def has_work(store: RunStore, last: int, controls: Sequence[str], instability: bool) -> bool:
+    """Whether a run has rounds up to ``last``, controls of its stored rounds or (with
+    ``instability``) instability analyses still to train."""
+    if store.pending_rounds(last):
+        return True
+    done = {(r["round"], r["control"]) for r in store.read_controls()}
+    if any((r["round"], n) not in done for r in store.read_metrics()
+           if 1 <= r["round"] <= last for n in controls):
+        return True
+    return instability and bool(pending_instability(store))
 
 
 @dataclass
 class ReplicaLottery:
-    """K lotteries that differ only in their seed, sharing one dataset, run side by side."""
+    """K lotteries that differ only in their seed, sharing one dataset, run side by side;
+    ``controls`` train beside every round k >= 1 as members of the round's group,
+    ``instability`` adds the analysis of every round (its copies grouped by round)."""
 
     lotteries: Sequence[Lottery]
+    controls: tuple[str, ...] = ()
+    instability: InstabilityOptions | None = None
 
     def __post_init__(self) -> None:
         if not self.lotteries:
@@ -91,55 +82,70 @@ class ReplicaLottery:
                 raise ValueError("replicas must share one Dataset")
         if len({lot.store.root for lot in self.lotteries}) != len(self.lotteries):
             raise ValueError("replicas need one run directory each")
+        self.controls = check_controls(self.controls)
 
     def pending_rounds(self) -> list[int]:
-        """Rounds that some replica has yet to complete, in order."""
-        return sorted(set().union(*(lot.pending_rounds() for lot in self.lotteries)))
+        """Rounds that some replica has yet to complete, or whose controls some replica
+        lacks, in order."""
+        last = self.lotteries[0].settings.last_round
+        rounds = set().union(*(lot.pending_rounds() for lot in self.lotteries))
+        for lot in self.lotteries:
+            rounds |= {r["round"] for r in lot.store.read_metrics()
+                       if 1 <= r["round"] <= last and missing_controls(lot, self.controls,
+                                                                       r["round"])}
+        return sorted(rounds)
 
-    def _train(self, group: _Group) -> list[TrainResult]:
-        k, lots, starts = group.k, group.lots, group.starts
-        first, s = lots[0], lots[0].settings
-        ckpts = group.checkpoints()
-        if ckpts:
-            group.load_models(ckpts)
-        stepper = ReplicaStepper([st.model for st in starts], first.data, first.make_optimizer,
-                                 batch_size=s.batch_size,
-                                 seeds=[lot.settings.data_seed for lot in lots],
-                                 masks=[st.mask for st in starts])
-        resume = group.resume(stepper, ckpts) if ckpts else None
-        hooks = {it: (lambda models, it=it: _run_hooks(it, starts, models))
-                 for it in {i for st in starts for i in st.hooks}}
-        callbacks = Callbacks(
-            hooks, on_eval=lambda j, it, point: lots[j].sink.log_curve(k, it, point),
-            on_checkpoint=lambda states: group.save(stepper, states))
-        options = dataclasses.replace(
-            first.loop_options(starts[0], f"round {k} x{len(lots)}"),
-            replica_names=tuple(f"seed {lot.settings.seed}" for lot in lots))
-        results = run_loop(stepper, first.data, starts[0].span, options, callbacks, resume)
-        stepper.models()  # the trained weights back into each replica's model
-        return results
+    def _members(self, k: int) -> list[tuple[int, Lottery, RoundStart]]:
+        """Round ``k``'s tickets of the replicas that lack it, then its missing controls."""
+        tickets = {i: lot.begin_round(k) for i, lot in enumerate(self.lotteries)
+                   if k in lot.pending_rounds()}
+        out = [(i, self.lotteries[i], st) for i, st in tickets.items()]
+        if k >= 1:
+            for i, lot in enumerate(self.lotteries):
+                for name in missing_controls(lot, self.controls, k):
+                    out.append((i, lot, control_start(lot, k, name, tickets.get(i))))
+        return out
 
-    def run_round(self, k: int) -> dict[int, Record]:
-        """Train round ``k`` of every replica that lacks it; replica index -> its record."""
-        index = [i for i, lot in enumerate(self.lotteries) if k in lot.pending_rounds()]
-        if not index:
-            return {}
-        lots = [self.lotteries[i] for i in index]
-        starts = [lot.begin_round(k) for lot in lots]
-        span = starts[0].span
-        if any((st.span.start, st.span.end) != (span.start, span.end) for st in starts):
-            raise ValueError(f"round {k} spans differ between replicas")
-        results = self._train(_Group(k, lots, starts))
-        return {i: lot.finish_round(st, result)
-                for i, lot, st, result in zip(index, lots, starts, results)}
+    def run_round(self, k: int) -> list[tuple[int, Record]]:
+        """Train round ``k``'s members as one group; (replica index, record) of each, the
+        tickets' first."""
+        members = self._members(k)
+        if not members:
+            return []
+        results = train_group([(lot, st) for _, lot, st in members], f"round {k}")
+        return [(i, lot.finish_round(st, result))
+                for (i, lot, st), result in zip(members, results)]
 
-    def run(self, on_round: RoundCallback | None = None) -> list[list[Record]]:
-        """Run every pending round; returns each replica's records, stored ones included."""
+    def run_instability(self, k: int) -> list[tuple[int, Record]]:
+        """Round ``k``'s missing instability copies of every replica as one group, then each
+        replica's analysis; (replica index, instability record)."""
+        assert self.instability is not None
+        lots = [(i, lot) for i, lot in enumerate(self.lotteries)
+                if k in lot.store.completed_rounds() and not any(
+                    r["round"] == k for r in lot.store.read_instability())]
+        members = [(i, lot, copy_start(lot, k, c)) for i, lot in lots
+                   for c in missing_copies(lot, k)]
+        if members:
+            results = train_group([(lot, st) for _, lot, st in members], f"round {k} copies")
+            for (_, lot, st), result in zip(members, results):
+                lot.finish_round(st, result)
+        return [(i, analyse(lot, k, self.instability)) for i, lot in lots]
+
+    def run(self, on_round: RoundCallback | None = None,
+            on_instability: RoundCallback | None = None) -> list[list[Record]]:
+        """Run every pending round (with its controls), then the instability analyses;
+        returns each replica's round records, stored ones included."""
         for lot in self.lotteries:
             lot.remove_stale_checkpoints()
         for k in self.pending_rounds():
-            for i, record in self.run_round(k).items():
+            for i, record in self.run_round(k):
                 if on_round is not None:
                     on_round(i, record)
+        if self.instability is not None:
+            rounds = sorted({r["round"] for lot in self.lotteries
+                             for r in lot.store.read_metrics()})
+            for k in rounds:
+                for i, record in self.run_instability(k):
+                    if on_instability is not None:
+                        on_instability(i, record)
         return [lot.store.read_metrics() for lot in self.lotteries]
-

@@ -3,14 +3,14 @@
 The student is the run's one round, round 0, in a run directory of its own
 (``<output_root>/<name>/<hash>/``, the hash covering the teacher's identity, temperature,
 mixing weight, student model and training): ``init.pt``, ``round_0/{final.pt,curve.json}``,
-``round_0/checkpoint.pt`` while it trains, and its record in ``metrics.jsonl`` last. A complete
-student is skipped; an interrupted one continues from its checkpoint (bit-identical on CPU),
-like a lottery round. The teacher is a frozen stored round, loaded by the caller.
+``round_0/checkpoint.pt`` while it trains, and its record in ``metrics.jsonl`` last. It is a
+member of ``lth.lottery.span`` like every round and branch: trained, checkpointed, resumed
+(bit-identical on CPU) and finished by the same code; a complete student is skipped. The
+teacher is a frozen stored round, loaded by the caller.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -19,16 +19,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from lth.data import Dataset
-from lth.faults import kill_point
+from lth.data import BatchIterator, Dataset
+from lth.lottery import span as spans
 from lth.lottery.seeds import derive_seed
+from lth.lottery.span import Member, RoundStart
 from lth.models import count_parameters
 from lth.models.macs import count_macs
-from lth.store.store import RunStore
+from lth.store import RunStore
 from lth.tracking import Sink
-from lth.train import LoopOptions, TrainResult, TrainState, checkpoint
-from lth.train.core import Callbacks
-from lth.train.distill import distill
+from lth.train import LoopOptions, Span, TrainResult
+from lth.train.distill import DistillStepper
+from lth.train.masking import Mask
 from lth.train.schedule import LRFactor
 
 Record = dict[str, Any]
@@ -86,40 +87,31 @@ class StudentRun:
             self.store.save_tensors(self.store.init_path, student.state_dict())
         return student
 
-    def _resume(self, student: nn.Module, optimizer: torch.optim.Optimizer
-                ) -> tuple[TrainState | None, float]:
-        """The checkpoint's loop state (restored into student, optimizer, RNGs) and wall time."""
-        path = self.store.checkpoint_path(0)
-        if not path.exists():
-            return None, 0.0
-        obj = self.store.load(path, "delete it to restart the student from its beginning")
-        ckpt = checkpoint.unpack(obj, path, 0, (0, self.settings.iterations))
-        checkpoint.restore(ckpt, path, 0, student, optimizer.load_state_dict)
-        return ckpt.state, ckpt.wall_s
-
-    def train(self, student: nn.Module) -> tuple[TrainResult, float]:
-        """Train ``student`` (resuming from its checkpoint); the result and its start time."""
+    def member(self, student: nn.Module) -> Member:
+        """The student as a member of ``lth.lottery.span``: round 0 of its run directory."""
         s = self.settings
-        optimizer = self.make_optimizer(student.parameters())
-        resume, wall = self._resume(student, optimizer)
-        began = time.perf_counter() - wall
+        start = RoundStart(0, student, {}, Span(0, s.iterations, self.lr_factor), {},
+                           time.perf_counter())
+        return Member(start, self.store, s.data_seed,
+                      lambda it, point: self.sink.log_curve(0, it, point), "student")
 
-        def save(states: list[TrainState]) -> None:
-            ckpt = checkpoint.capture(states[0], student, optimizer.state_dict(),
-                                      time.perf_counter() - began)
-            self.store.save(self.store.checkpoint_path(0),
-                            checkpoint.pack(0, (0, s.iterations), ckpt))
-            kill_point(f"checkpoint:0:{states[0].it}")
+    def stepper(self, models: list[nn.Module], masks: list[Mask], seeds: list[int]
+                ) -> DistillStepper:
+        """The student's stepper: ``kd_loss`` against the frozen teacher."""
+        (student,), (seed,), s = models, seeds, self.settings
+        batches = BatchIterator(self.data.x_train, self.data.y_train, s.batch_size, seed,
+                                augment=self.data.augment)
+        return DistillStepper(student, self.teacher.to(self.device),
+                              self.make_optimizer(student.parameters()), batches,
+                              s.temperature, s.alpha)
 
-        callbacks = Callbacks(on_eval=lambda _, it, point: self.sink.log_curve(0, it, point),
-                              on_checkpoint=save)
+    def train(self, member: Member) -> TrainResult:
+        """Train the student (resuming from its checkpoint), as every round trains."""
+        s = self.settings
         options = LoopOptions(eval_every=s.eval_every, checkpoint_every=s.checkpoint_every,
                               progress=self.progress, desc="distill")
-        result = distill(student, self.teacher.to(self.device), self.data, optimizer,
-                         iterations=s.iterations, batch_size=s.batch_size, seed=s.data_seed,
-                         lr_factor=self.lr_factor, temperature=s.temperature, alpha=s.alpha,
-                         options=options, callbacks=callbacks, resume=resume)
-        return result, began
+        (result,) = spans.train([member], self.stepper, self.data, options)
+        return result
 
     def record(self, student: nn.Module, result: TrainResult, began: float) -> Record:
         """The student's record: accuracies, size and cost beside the teacher's."""
@@ -144,14 +136,9 @@ class StudentRun:
         stored = self.store.read_metrics()
         if stored:
             return stored[0], False
-        student = self.initial_student()
-        result, began = self.train(student)
-        record = self.record(student, result, began)
-        self.store.save_tensors(self.store.final_path(0), student.state_dict())
-        self.store.write_text(self.store.curve_path(0), json.dumps(result.evals))
-        if self.versions:
-            self.store.note_round_versions(0, self.versions)
-        self.store.append_metrics(record)
-        self.store.remove(self.store.checkpoint_path(0))
+        member = self.member(self.initial_student())
+        result = self.train(member)
+        record = self.record(member.start.model, result, member.start.began)
+        spans.finish(member, result, record, self.versions)
         self.sink.log_round(record)
         return record, True

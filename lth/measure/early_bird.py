@@ -1,10 +1,12 @@
 """Early-bird tickets (You et al. 2020): when during dense training does the mask settle?
 
-Every ``analysis.early_bird_every`` iterations of round 0 the mask that pruning the current
-weights to round 1's density would give is drawn; the newest mask's normalized Hamming
-distance to each of the previous ``window − 1`` masks is recorded (the paper's code keeps a
-window of 5 and a threshold of 0.1), and the early-bird point is the first iteration where
-the window is full and every distance is below the threshold.
+At the start of round 0 and every ``analysis.early_bird_every`` iterations after, the mask
+that pruning the current weights to round 1's density would give is drawn; the newest mask's
+normalized Hamming distance to each of the previous ``window − 1`` masks is recorded, and the
+early-bird point is the first iteration where the window is full and no distance exceeds the
+threshold. As in the reference code (GATECH-EIC/Early-Bird-Tickets, ``EarlyBird`` in
+``main.py``): a window of 5 masks, the mask of the initial weights the first of them, a
+threshold of 0.1 that a distance of exactly 0.1 passes.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class EarlyBird:
         # max_distance: the largest distance to the window's older masks (None for the first)
         self.points.append({"iter": it, "max_distance": max(distances, default=None)})
         if (self.found_iter is None and len(distances) >= self.window - 1
-                and max(distances) < self.threshold):
+                and max(distances) <= self.threshold):
             self.found_iter = it
             return True
         return False

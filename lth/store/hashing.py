@@ -13,10 +13,11 @@ import json
 from typing import Any
 
 # Keys that change where or how a run is logged, not what it computes: not hashed.
-# ``replicas`` trains seeds side by side; each seed's run is the run of that seed alone.
+# ``replicas`` trains seeds side by side and ``group_branches`` a round's ticket and controls;
+# each seed's run is the run of that seed alone.
 # ``deterministic`` (like ``device``) chooses kernels, not what is computed.
 NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "device", "hydra",
-                               "replicas", "deterministic"})
+                               "replicas", "group_branches", "deterministic"})
 # Nested keys that do not change the result of any stored round: ``prune.rounds`` only says
 # how far to go, so raising it extends an existing run instead of starting a new one; where
 # the data files lie does not change the data; resuming from a checkpoint is bit-identical;

@@ -7,7 +7,8 @@ Layout of a run directory ``<output_root>/<name>/<config hash>/``::
     metrics.jsonl      one JSON object per completed round (the completion record)
     init.pt            state dict before any training (iteration 0)
     rewind.pt          state dict at the rewind point of round 0
-    round_<k>/mask.pt  the round's mask (name -> bool tensor)
+    round_<k>/mask.pt  the round's mask at the end of its training (name -> bool tensor)
+    round_<k>/start_mask.pt  the mask it started from, only where a mask update changed it
     round_<k>/final.pt the round's trained state dict
     round_<k>/curve.json the round's evaluation points (iteration, losses, accuracies)
     round_<k>/checkpoint.pt  mid-round state (only while the round is incomplete)
@@ -95,6 +96,12 @@ class RunStore:
 
     def mask_path(self, k: int, control: str | None = None, kind: str = "controls") -> Path:
         return self.round_dir(k, control, kind) / "mask.pt"
+
+    def start_mask_path(self, k: int, control: str | None = None,
+                        kind: str = "controls") -> Path:
+        """The mask a round (or branch) started from, stored only where it differs from the
+        final one (a mask update changed it within the span)."""
+        return self.round_dir(k, control, kind) / "start_mask.pt"
 
     def final_path(self, k: int, control: str | None = None, kind: str = "controls") -> Path:
         return self.round_dir(k, control, kind) / "final.pt"

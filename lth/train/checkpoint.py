@@ -1,11 +1,13 @@
-"""Mid-round checkpoints: everything needed to continue a round bit-identically.
+"""Mid-training checkpoints: everything needed to continue a span bit-identically.
 
 A checkpoint holds the model and optimizer states, the loop's ``TrainState`` (iteration, loss
-accumulator, evaluations so far) and every RNG state (torch CPU, CUDA when present, numpy,
-Python). The learning rate and the batches are pure functions of the iteration, so the
-iteration is their whole state. Only tensors, numbers, strings, lists and dicts are stored,
-so the file loads with ``torch.load(weights_only=True)``. A replica's checkpoint (replicas=K)
-has the format of its single run's: either can resume the other.
+accumulator, evaluations so far, the current mask and the mask update's state) and every RNG
+state (torch CPU, CUDA when present, numpy, Python). The learning rate and the batches are
+pure functions of the iteration, so the iteration is their whole state. Only tensors,
+numbers, strings, lists and dicts are stored, so the file loads with
+``torch.load(weights_only=True)``. A replica's checkpoint (replicas=K) has the format of its
+single run's: either can resume the other. Format 1 (before masks were training state) has
+no mask and no update state: it resumes with the span's start mask.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from torch import nn
 from lth.errors import CheckpointError
 from lth.train.core import TrainState
 
-FORMAT = 1
+FORMAT = 2
+READABLE = (1, 2)  # format 1: no mask, no update state (the start mask holds)
 
 
 @dataclass
@@ -36,7 +39,7 @@ class Checkpoint:
     optimizer: dict[str, Any]
     rng: dict[str, Any]
     wall_s: float
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. the early-bird window
+    extra: dict[str, Any] = field(default_factory=dict)  # what the caller adds (none yet)
 
 
 def rng_state() -> dict[str, Any]:
@@ -76,11 +79,13 @@ def capture(state: TrainState, model: nn.Module, optimizer_state: dict[str, Any]
 def pack(round_index: int, span: tuple[int, int], ckpt: Checkpoint) -> dict[str, Any]:
     """The stored form of round ``round_index``'s checkpoint (``span`` = (start, end))."""
     s = ckpt.state
+    mask = None if s.mask is None else {n: m.detach().cpu() for n, m in s.mask.items()}
     return {
         "format": FORMAT, "round": round_index, "span": list(span), "wall_s": ckpt.wall_s,
         "model": ckpt.model, "optimizer": ckpt.optimizer,
         "train": {"it": s.it, "loss_sum": s.loss_sum.detach().cpu(), "steps": s.steps,
-                  "last_loss": s.last_loss, "evals": s.evals},
+                  "last_loss": s.last_loss, "evals": s.evals, "mask": mask,
+                  "update": s.update},
         "rng": ckpt.rng, **({"extra": ckpt.extra} if ckpt.extra else {}),
     }
 
@@ -97,18 +102,25 @@ def unpack(obj: Any, path: Path, round_index: int, span: tuple[int, int]) -> Che
     """The checkpoint stored in ``obj``; CheckpointError unless it is one of this round."""
     fix = _fix(round_index)
     try:
-        if obj["format"] != FORMAT or obj["round"] != round_index:
+        if obj["format"] not in READABLE or obj["round"] != round_index:
             raise CheckpointError(f"{path} is not a checkpoint of round {round_index}: {fix}")
         if list(obj["span"]) != list(span):
             raise CheckpointError(f"{path} covers iterations {obj['span']}, the round "
                                   f"{list(span)}: {fix}")
-        t = obj["train"]
+        t, extra = obj["train"], dict(obj.get("extra", {}))
+        update = dict(t.get("update") or {})
+        if not update and "early_bird" in extra:  # format 1: round 0's early-bird window
+            update = extra.pop("early_bird")
+        mask = t.get("mask")
+        if mask is not None and not all(torch.is_tensor(m) for m in mask.values()):
+            raise ValueError("its mask is not a tensor dict")
         state = TrainState(int(t["it"]), t["loss_sum"], int(t["steps"]),
-                           float(t["last_loss"]), list(t["evals"]))
+                           float(t["last_loss"]), list(t["evals"]),
+                           None if mask is None else dict(mask), update)
         if not span[0] < state.it < span[1]:
             raise CheckpointError(f"{path} is at iteration {state.it}, outside the round: {fix}")
         return Checkpoint(state, dict(obj["model"]), obj["optimizer"], obj["rng"],
-                          float(obj.get("wall_s", 0.0)), dict(obj.get("extra", {})))
+                          float(obj.get("wall_s", 0.0)), extra)
     except CheckpointError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:

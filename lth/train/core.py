@@ -8,10 +8,12 @@ student learning from a teacher (``lth.train.distill``).
 
 Iterations are the unit of time. At iteration ``it`` the loop, in this order: offers a
 checkpoint (every ``checkpoint_every``, never at the first or last iteration; at once when a
-preemption signal came, then stops: ``lth.train.preempt``), runs the hook of
-``it``, evaluates (at ``span.start`` and every ``eval_every``), then takes the step of ``it``
-with the learning-rate factor ``span.lr(it)``. At ``span.end`` it runs the last hook and
-evaluates once more.
+preemption signal came, then stops: ``lth.train.preempt``), runs the hook of ``it``, runs each
+replica's mask update if it is due (``lth.train.masking``: the mask is training state, held
+by the stepper), evaluates (at ``span.start`` and every ``eval_every``), then takes the step
+of ``it`` with the learning-rate factor ``span.lr(it)``. At ``span.end`` it runs the last hook
+and the updates due then, and evaluates once more. A checkpoint holds every replica's current
+mask and its update's state, so resuming after a mask change is exact.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -28,10 +30,12 @@ from tqdm.auto import tqdm
 from lth.data import Dataset
 from lth.errors import TrainingError
 from lth.train import preempt
+from lth.train.masking import NO_UPDATE, Mask, MaskChange, MaskUpdate, UpdateContext
 from lth.train.schedule import LRFactor
 
 Hook = Callable[[list[nn.Module]], None]  # sees every replica's current weights
 EvalCallback = Callable[[int, int, dict[str, float]], None]  # (replica, iteration, point)
+ChangeCallback = Callable[[int, int, MaskChange], None]  # (replica, iteration, change)
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,9 @@ class TrainState:
     caller) it lets the loop continue bit-identically.
 
     ``loss_sum`` (0-d float32) and ``steps`` accumulate the training loss since the last
-    evaluation; ``last_loss`` is the mean reported at that evaluation.
+    evaluation; ``last_loss`` is the mean reported at that evaluation. ``mask`` is the
+    replica's current mask and ``update`` its mask update's state (None and {} when a
+    checkpoint from before masks were training state is resumed: the start mask holds).
     """
 
     it: int
@@ -73,6 +79,8 @@ class TrainState:
     steps: int
     last_loss: float
     evals: list[dict[str, float]]
+    mask: Mask | None = None
+    update: dict[str, Any] = field(default_factory=dict)
 
 
 CheckpointCallback = Callable[[list[TrainState]], None]  # one state per replica
@@ -85,6 +93,7 @@ class Callbacks:
     hooks: Mapping[int, Hook] = field(default_factory=dict)
     on_eval: EvalCallback | None = None
     on_checkpoint: CheckpointCallback | None = None
+    on_change: ChangeCallback | None = None  # each mask change (e.g. its statistics to log)
 
 
 @dataclass
@@ -102,10 +111,11 @@ class TrainResult:
     val_acc: float | None = None
     val_loss: float | None = None
     evals: list[dict[str, float]] = field(default_factory=list)
+    mask: Mask | None = None  # the replica's mask at the end of the span
 
 
 class Stepper(Protocol):
-    """One update of K models, their evaluation, and their current weights."""
+    """One update of K models, their evaluation, their current weights and masks."""
 
     replicas: int
 
@@ -121,8 +131,27 @@ class Stepper(Protocol):
         """The K models holding their current weights."""
         ...
 
+    def masks(self) -> list[Mask]:
+        """The K current masks (bool)."""
+        ...
 
-def summarise(evals: list[dict[str, float]], end_iter: int, train_loss: float) -> TrainResult:
+    def set_masks(self, masks: Sequence[Mask],
+                  values: Sequence[Mapping[str, torch.Tensor] | None] | None = None) -> None:
+        """New masks: dropped weights and their optimizer state zeroed, regrown ones set to
+        ``values`` where given (``lth.train.masking.Masking.set``)."""
+        ...
+
+    def optimizer_state(self, k: int) -> Callable[[str], Mapping[str, Any]]:
+        """Replica k's optimizer state of a parameter, by name."""
+        ...
+
+    def dense_grads(self, it: int) -> list[dict[str, torch.Tensor]]:
+        """Per replica, the unmasked gradients of batch ``it``'s loss by masked parameter."""
+        ...
+
+
+def summarise(evals: list[dict[str, float]], end_iter: int, train_loss: float,
+              mask: Mask | None = None) -> TrainResult:
     """A round's result from its evaluation points (the last one is at ``end_iter``)."""
     last = evals[-1]
     best = max(evals, key=lambda p: p["test/acc"])
@@ -134,7 +163,7 @@ def summarise(evals: list[dict[str, float]], end_iter: int, train_loss: float) -
         end_iter=end_iter, train_loss=train_loss, test_acc=last["test/acc"],
         test_loss=last["test/loss"], best_test_acc=best["test/acc"], best_iter=int(best["iter"]),
         early_stop_iter=int(stop["iter"]), early_stop_test_acc=stop["test/acc"],
-        val_acc=last.get("val/acc"), val_loss=last.get("val/loss"), evals=evals,
+        val_acc=last.get("val/acc"), val_loss=last.get("val/loss"), evals=evals, mask=mask,
     )
 
 
@@ -169,9 +198,11 @@ class _Tally:
             for j, s in enumerate(resume):
                 self.loss_sum[j].copy_(s.loss_sum)
 
-    def states(self, it: int) -> list[TrainState]:
+    def states(self, it: int, masks: Sequence[Mask],
+               updates: Sequence[MaskUpdate]) -> list[TrainState]:
         return [TrainState(it, self.loss_sum[j].clone(), self.steps, self.last_loss[j],
-                           list(self.evals[j])) for j in range(len(self.evals))]
+                           list(self.evals[j]), dict(masks[j]), updates[j].state_dict())
+                for j in range(len(self.evals))]
 
     def close_interval(self, it: int, options: LoopOptions) -> None:
         """The mean loss since the last evaluation; TrainingError if it is not finite."""
@@ -203,27 +234,80 @@ def _eval_points(stepper: Stepper, data: Dataset, it: int,
     return points
 
 
-def _saver(callbacks: Callbacks, tally: _Tally, span: Span, it: int
+def _update_masks(stepper: Stepper, updates: Sequence[MaskUpdate], it: int,
+                  callbacks: Callbacks) -> None:
+    """Run the updates due at ``it``; hand their new masks to the stepper at once."""
+    due = [j for j, u in enumerate(updates) if u.due(it)]
+    if not due:
+        return
+    grads: list[list[dict[str, torch.Tensor]]] = []
+
+    def dense_grads(j: int) -> dict[str, torch.Tensor]:
+        if not grads:  # one forward and backward for every replica, only when asked
+            grads.append(stepper.dense_grads(it))
+        return grads[0][j]
+
+    models, masks = stepper.models(), list(stepper.masks())
+    values: list[dict[str, torch.Tensor] | None] = [None] * len(masks)
+    changed = False
+    for j in due:
+        ctx = UpdateContext(it, j, masks[j], models[j], stepper.optimizer_state(j),
+                            lambda j=j: dense_grads(j))
+        change = updates[j].update(ctx)
+        if change is not None:
+            masks[j], values[j], changed = change.mask, change.values, True
+            if callbacks.on_change is not None:
+                callbacks.on_change(j, it, change)
+    if changed:
+        stepper.set_masks(masks, values)
+
+
+def _resume(stepper: Stepper, updates: Sequence[MaskUpdate],
+            resume: Sequence[TrainState]) -> None:
+    """The checkpoint's masks (where they differ from the stepper's) and update states."""
+    current = stepper.masks()
+    masks = [s.mask if s.mask is not None else m for s, m in zip(resume, current)]
+    if any(set(a) != set(b) or not all(torch.equal(a[n].cpu(), b[n].cpu()) for n in a)
+           for a, b in zip(masks, current)):
+        stepper.set_masks(masks)
+    for u, s in zip(updates, resume):
+        if s.update:
+            u.load_state_dict(s.update)
+
+
+def _saver(callbacks: Callbacks, save: Callable[[int], list[TrainState]], span: Span, it: int
            ) -> Callable[[], None] | None:
     """What writes the checkpoint of iteration ``it`` on preemption (None: nothing to keep)."""
-    save = callbacks.on_checkpoint
-    if save is None or it == span.start:
+    on_checkpoint = callbacks.on_checkpoint
+    if on_checkpoint is None or it == span.start:
         return None
-    return lambda: save(tally.states(it))
+    return lambda: on_checkpoint(save(it))
 
 
 def run_loop(stepper: Stepper, data: Dataset, span: Span, options: LoopOptions = LoopOptions(),
              callbacks: Callbacks = Callbacks(),
-             resume: Sequence[TrainState] | None = None) -> list[TrainResult]:
+             resume: Sequence[TrainState] | None = None,
+             updates: Sequence[MaskUpdate] | None = None) -> list[TrainResult]:
     """Train ``stepper``'s K models over ``span``; one TrainResult per replica.
 
+    ``updates`` (one per replica; default none) may change the masks within the span.
     ``resume`` continues from the states a checkpoint callback was given (the caller restores
-    models, optimizer and RNG states first). Raises TrainingError on a non-finite loss.
+    models, optimizer and RNG states first; the masks and update states are in the states).
+    Raises TrainingError on a non-finite loss.
     """
     hooks = dict(callbacks.hooks)
+    updates = list(updates) if updates is not None else [NO_UPDATE] * stepper.replicas
+    if len(updates) != stepper.replicas:
+        raise ValueError(f"{len(updates)} mask updates for {stepper.replicas} replicas")
+    active = any(u is not NO_UPDATE for u in updates)
     tally = _Tally(stepper.replicas, data.x_train.device, resume)
+    if resume:
+        _resume(stepper, updates, resume)
     first = resume[0].it if resume else span.start
     save_every = options.checkpoint_every if callbacks.on_checkpoint is not None else 0
+
+    def states(it: int) -> list[TrainState]:
+        return tally.states(it, stepper.masks(), updates)
 
     def record(it: int) -> None:
         tally.close_interval(it, options)
@@ -236,11 +320,13 @@ def run_loop(stepper: Stepper, data: Dataset, span: Span, options: LoopOptions =
                leave=False, mininterval=0.5, dynamic_ncols=True)
     for it in range(first, span.end):
         if save_every and it % save_every == 0 and it != first:
-            callbacks.on_checkpoint(tally.states(it))  # type: ignore[misc]
+            callbacks.on_checkpoint(states(it))  # type: ignore[misc]
         if preempt.requested() is not None:
-            preempt.raise_if_requested(it, options.desc, _saver(callbacks, tally, span, it))
+            preempt.raise_if_requested(it, options.desc, _saver(callbacks, states, span, it))
         if it in hooks:
             hooks.pop(it)(stepper.models())
+        if active:
+            _update_masks(stepper, updates, it, callbacks)
         if it == span.start or (options.eval_every and it % options.eval_every == 0):
             record(it)
         tally.loss_sum += stepper.step(it, span.lr(it))
@@ -249,6 +335,8 @@ def run_loop(stepper: Stepper, data: Dataset, span: Span, options: LoopOptions =
     bar.close()
     if span.end in hooks:
         hooks.pop(span.end)(stepper.models())
+    if active:
+        _update_masks(stepper, updates, span.end, callbacks)
     record(span.end)
-    return [summarise(evals, span.end, loss) for evals, loss in zip(tally.evals,
-                                                                     tally.last_loss)]
+    return [summarise(evals, span.end, loss, dict(mask)) for evals, loss, mask in
+            zip(tally.evals, tally.last_loss, stepper.masks())]

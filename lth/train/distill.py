@@ -14,17 +14,10 @@ from torch import nn
 
 from lth.data import BatchIterator, Dataset
 from lth.errors import TrainingError
-from lth.train.core import (
-    Callbacks,
-    LoopOptions,
-    Span,
-    TrainResult,
-    TrainState,
-    base_lrs,
-    run_loop,
-    set_lr,
-)
-from lth.train.evaluate import evaluate
+from lth.train.accel import Accel
+from lth.train.core import Callbacks, LoopOptions, Span, TrainResult, TrainState, run_loop
+from lth.train.distributed import Dist
+from lth.train.loop import SingleStepper
 from lth.train.schedule import LRFactor
 
 
@@ -38,42 +31,30 @@ def kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: 
     return alpha * temperature**2 * soft + (1.0 - alpha) * hard
 
 
-class DistillStepper:
-    """The update of a student on ``kd_loss`` against a frozen teacher (eval mode)."""
-
-    replicas = 1
+class DistillStepper(SingleStepper):
+    """The update of a student on ``kd_loss`` against a frozen teacher (eval mode); every
+    other part of the step (precision, masking, data parallelism) is ``SingleStepper``'s."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module,
                  optimizer: torch.optim.Optimizer, batches: BatchIterator, temperature: float,
-                 alpha: float) -> None:
-        self.student, self.teacher, self.optimizer, self.batches = (student, teacher,
-                                                                    optimizer, batches)
-        self.temperature, self.alpha = temperature, alpha
-        self.lrs = base_lrs(optimizer)
+                 alpha: float, accel: Accel = Accel(), dist: Dist | None = None) -> None:
+        super().__init__(student, optimizer, batches, None, accel, dist=dist)
+        self.teacher, self.temperature, self.alpha = teacher, temperature, alpha
+        self.it = 0
         teacher.eval()
-        student.train()
 
     def step(self, it: int, lr_factor: float) -> torch.Tensor:
-        x, y = self.batches.batch(it)
-        set_lr(self.optimizer, self.lrs, lr_factor)
+        self.it = it  # for the error message
+        return super().step(it, lr_factor)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             target = self.teacher(x)
-        loss = kd_loss(self.student(x), target, y, self.temperature, self.alpha)
+        loss = kd_loss(self.forward(x), target, y, self.temperature, self.alpha)
         if not torch.isfinite(loss):  # a sync per step, as before: stop at the first one
-            value = float(loss.detach())
-            raise TrainingError(f"distillation loss became {value} at iteration {it}: "
-                                "lower the learning rate")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return loss.detach()
-
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-        loss, acc = evaluate(self.student, x, y)  # cross-entropy on the labels
-        return [loss], [acc]
-
-    def models(self) -> list[nn.Module]:
-        return [self.student]
+            raise TrainingError(f"distillation loss became {float(loss.detach())} at "
+                                f"iteration {self.it}: lower the learning rate")
+        return loss
 
 
 def distill(student: nn.Module, teacher: nn.Module, data: Dataset,

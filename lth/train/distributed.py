@@ -37,22 +37,22 @@ class Dist:
     rank: int
     world: int
 
-    def shard(self, t: torch.Tensor) -> torch.Tensor:
-        """Rank r's slice of a global batch [B, ...]: rows r*B/N .. (r+1)*B/N."""
-        n = t.shape[0] // self.world
-        return t[self.rank * n:(self.rank + 1) * n]
-
     def average(self, params: Iterable[torch.Tensor], loss: torch.Tensor, it: int
                 ) -> torch.Tensor:
-        """Average the gradients of ``params`` and ``loss`` (0-d) over the ranks, in place,
-        in one all-reduce; agree on preemption (any rank's signal stops every rank at the
-        same iteration). Returns the global batch's mean loss.
+        """Average the gradients of ``params`` and ``loss`` (0-d, or [K] for K replicas) over
+        the ranks, in place, in one all-reduce; agree on preemption (any rank's signal stops
+        every rank at the same iteration). Returns the global batch's mean loss.
 
         The preemption flag is read on the host every ``PREEMPT_EVERY`` iterations only (the
         same ones on every rank): reading it is a device synchronisation."""
-        grads = [p.grad for p in params if p.grad is not None]
+        return self.average_grads([p.grad for p in params if p.grad is not None], loss, it)
+
+    def average_grads(self, grads: list[torch.Tensor], loss: torch.Tensor, it: int
+                      ) -> torch.Tensor:
+        """``average`` of gradient tensors themselves (e.g. a mask update's dense ones)."""
         flag = torch.tensor([float(preempt.seen() is not None)], device=loss.device)
-        flat = torch.cat([g.reshape(-1) for g in grads] + [loss.reshape(1).float(), flag])
+        losses = loss.reshape(-1).float()
+        flat = torch.cat([g.reshape(-1) for g in grads] + [losses, flag])
         dist.all_reduce(flat)
         flat.div_(self.world)
         offset = 0
@@ -61,7 +61,13 @@ class Dist:
             offset += g.numel()
         if it % PREEMPT_EVERY == 0 and flat[-1] > 0:
             preempt.agree()
-        return flat[-2].to(loss.dtype)
+        return flat[-1 - losses.numel():-1].view_as(loss).to(loss.dtype)
+
+    def shard(self, t: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """Rank r's slice of a global batch along ``dim`` (0: [B, ...]; 1: K replicas'
+        [K, B, ...]): rows r*B/N .. (r+1)*B/N."""
+        n = t.shape[dim] // self.world
+        return t.narrow(dim, self.rank * n, n)
 
 
 def from_env(device_type: str) -> Dist | None:

@@ -1,22 +1,21 @@
-"""One model trained through the loop core, with a mask kept applied.
+"""One model trained through the loop core, its mask kept applied (``lth.train.masking``).
 
-The loop knows nothing about pruning except that pruned weights (mask False) must stay exactly
-zero: their gradients are zeroed before each optimizer step (so momentum, weight decay and Adam
-state never build up for them). SGD, Adam and AdamW then leave a weight with zero gradient, zero
-value and zero state exactly at zero, so for them that one multiply per step is the whole cost
-(weights and state are masked once, at the start); any other optimizer also gets its weights
-re-masked after each step. All-True mask tensors (the dense round) cost nothing.
+``SingleStepper`` is the update of one model on cross-entropy; ``DistillStepper``
+(``lth.train.distill``) is the same stepper with another loss. The step itself (backward,
+all-reduce, unscale, mask, optimizer step) is ``lth.train.step.UpdateStep``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from lth.data import BatchIterator, Dataset
+from lth.train import checkpoint
 from lth.train.accel import Accel, forward_of, has_conv
 from lth.train.core import (
     Callbacks,
@@ -30,53 +29,18 @@ from lth.train.core import (
 )
 from lth.train.distributed import Dist
 from lth.train.evaluate import evaluate
-
-# With zero gradient, value and state, these optimizers' update of a weight is exactly zero
-# (momentum, nesterov, weight decay, Adam moments, amsgrad, maximize, fused or not).
-ZERO_PRESERVING = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW)
-
-
-def masked_pairs(params: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor] | None
-                 ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """The tensors of ``params`` that ``mask`` prunes, and float copies of their masks.
-
-    An all-True mask tensor masks nothing: skipping it makes the dense round mask-free. Float
-    masks make each step one fused multiply per list.
-    """
-    if not mask:
-        return [], []
-    names = sorted(n for n in mask if not bool(mask[n].all()))
-    return ([params[n] for n in names],
-            [mask[n].to(device=params[n].device, dtype=params[n].dtype) for n in names])
-
-
-@torch.no_grad()
-def mask_weights_and_state(optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
-                           masks: list[torch.Tensor]) -> None:
-    """Zero the pruned entries of ``params`` and of their optimizer state tensors, in place."""
-    if not params:
-        return
-    torch._foreach_mul_(params, masks)
-    for p, m in zip(params, masks):
-        for value in optimizer.state.get(p, {}).values():
-            if torch.is_tensor(value) and value.shape == m.shape:
-                value.mul_(m)
-
-
-def mask_grads(params: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
-    """Zero the pruned entries of the gradients of ``params`` (those that have one)."""
-    pairs = [(p.grad, m) for p, m in zip(params, masks) if p.grad is not None]
-    if pairs:
-        torch._foreach_mul_([g for g, _ in pairs], [m for _, m in pairs])
+from lth.train.masking import Mask, Masking, MaskUpdate
+from lth.train.step import UpdateStep, needs_remask
 
 
 class SingleStepper:
-    """The update of one model: cross-entropy on ``batches.batch(it)``, masked gradients.
+    """The update of one model: ``loss(model, x, y)`` (default: cross-entropy) on
+    ``batches.batch(it)``, masked gradients.
 
     ``accel`` says how the arithmetic runs (``lth.train.accel``); with fp16, ``scaler`` is the
-    GradScaler whose state the caller checkpoints (one is made when it is not given). With
-    ``dist`` this rank trains on its slice of the global batch and the gradients are averaged
-    across ranks (``lth.train.distributed``).
+    GradScaler whose state is checkpointed with the optimizer's (one is made when not given).
+    With ``dist`` this rank trains on its slice of the global batch and the gradients are
+    averaged across ranks (``lth.train.distributed``).
     """
 
     replicas = 1
@@ -86,9 +50,8 @@ class SingleStepper:
                  accel: Accel = Accel(), scaler: torch.amp.GradScaler | None = None,
                  dist: Dist | None = None) -> None:
         self.model, self.optimizer, self.batches, self.dist = model, optimizer, batches, dist
-        self.params, self.masks = masked_pairs(dict(model.named_parameters()), mask)
-        mask_weights_and_state(optimizer, self.params, self.masks)
-        self.remask = bool(self.params) and type(optimizer) not in ZERO_PRESERVING
+        self.by_name = dict(model.named_parameters())
+        self.masking = Masking(self.by_name, [dict(mask or {})], self._state_of)
         self.lrs = base_lrs(optimizer)
         self.device = batches.x.device
         self.accel = accel
@@ -99,34 +62,34 @@ class SingleStepper:
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         self.forward = forward_of(model, accel)
+        self.update = UpdateStep(
+            optimizer, list(model.parameters()), self.masking, self.scaler, dist,
+            remask=bool(self.masking.params) and needs_remask(optimizer),
+            zero_grad=lambda: optimizer.zero_grad(set_to_none=True))
         model.train()
 
-    def step(self, it: int, lr_factor: float) -> torch.Tensor:
+    def _state_of(self, k: int, name: str) -> Mapping[str, Any]:
+        return self.optimizer.state.get(self.by_name[name], {})
+
+    def batch(self, it: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of batch ``it``, in the layout the forward wants."""
         x, y = self.batches.batch(it)
         if self.dist is not None:
             x, y = self.dist.shard(x), self.dist.shard(y)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training loss (0-d) of a batch."""
+        return F.cross_entropy(self.forward(x), y)
+
+    def step(self, it: int, lr_factor: float) -> torch.Tensor:
+        x, y = self.batch(it)
         set_lr(self.optimizer, self.lrs, lr_factor)
         with self.accel.autocast(self.device):
-            loss = F.cross_entropy(self.forward(x), y)
-        self.optimizer.zero_grad(set_to_none=True)
-        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
-        if self.dist is not None:  # before unscaling: every rank sees the same inf/NaN
-            loss = self.dist.average(self.model.parameters(), loss.detach(), it)
-        if self.scaler is not None:  # unscaled before masking: zero pruned gradients
-            self.scaler.unscale_(self.optimizer)
-        if self.params:
-            mask_grads(self.params, self.masks)
-        if self.scaler is None:
-            self.optimizer.step()
-        else:
-            self.scaler.step(self.optimizer)  # skipped when a gradient is inf/NaN
-            self.scaler.update()
-        if self.remask:
-            with torch.no_grad():
-                torch._foreach_mul_(self.params, self.masks)
-        return loss.detach()
+            loss = self.loss(x, y)
+        return self.update(loss, loss, it)
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
         with self.accel.autocast(self.device):
@@ -135,6 +98,44 @@ class SingleStepper:
 
     def models(self) -> list[nn.Module]:
         return [self.model]
+
+    # -- the mask as training state ------------------------------------------------------
+    def masks(self) -> list[Mask]:
+        return self.masking.masks
+
+    def set_masks(self, masks: Sequence[Mask],
+                  values: Sequence[Mapping[str, torch.Tensor] | None] | None = None) -> None:
+        self.masking.set(masks, values)
+        self.update.remask = bool(self.masking.params) and needs_remask(self.optimizer)
+
+    def optimizer_state(self, k: int) -> Callable[[str], Mapping[str, Any]]:
+        return lambda name: self._state_of(k, name)
+
+    def dense_grads(self, it: int) -> list[dict[str, torch.Tensor]]:
+        """Gradients of batch ``it``'s loss w.r.t. the masked parameters, not masked (nothing
+        is stepped; BatchNorm statistics are left as they were)."""
+        names = sorted(self.masking.masks[0])
+        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        x, y = self.batch(it)
+        with self.accel.autocast(self.device):
+            loss = self.loss(x, y)
+        grads = torch.autograd.grad(loss, [self.by_name[n] for n in names], allow_unused=True)
+        with torch.no_grad():
+            for n, b in self.model.named_buffers():
+                b.copy_(buffers[n])
+        out = {n: (torch.zeros_like(self.by_name[n]) if g is None else g.detach())
+               for n, g in zip(names, grads)}
+        if self.dist is not None:  # every rank's update sees the global batch's gradient
+            self.dist.average_grads(list(out.values()), loss.detach(), it)
+        return [out]
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def optimizer_states(self) -> list[dict[str, Any]]:
+        return [checkpoint.optimizer_state(self.optimizer, self.scaler)]
+
+    def load_optimizer_states(self, states: Sequence[dict[str, Any]]) -> None:
+        (state,) = states
+        checkpoint.load_optimizer(self.optimizer, self.scaler, state)
 
 
 def train(
@@ -154,6 +155,7 @@ def train(
     accel: Accel = Accel(),
     scaler: torch.amp.GradScaler | None = None,
     dist: Dist | None = None,
+    update: MaskUpdate | None = None,
 ) -> TrainResult:
     """Train ``model`` in place over ``span`` (see ``lth.train.core.run_loop``).
 
@@ -161,8 +163,10 @@ def train(
     initial rate times ``span.lr(it)``, so any span of a schedule can be replayed exactly.
     ``hooks[it](model)`` runs when ``it`` iterations are done; ``on_eval(it, point)`` gets each
     evaluation; ``on_checkpoint(state)`` is offered every ``options.checkpoint_every``
-    iterations and ``resume`` continues from such a state. Raises TrainingError on a
-    non-finite training loss. ``accel``, ``scaler`` and ``dist``: see ``SingleStepper``.
+    iterations and ``resume`` continues from such a state (the caller restores the model,
+    optimizer and RNGs first). ``update`` may change the mask within the span; the result's
+    ``mask`` is the final one. Raises TrainingError on a non-finite training loss.
+    ``accel``, ``scaler`` and ``dist``: see ``SingleStepper``.
     """
     batches = BatchIterator(data.x_train, data.y_train, batch_size, seed, augment=data.augment)
     callbacks = Callbacks(
@@ -172,5 +176,6 @@ def train(
     )
     stepper = SingleStepper(model, optimizer, batches, mask, accel, scaler, dist)
     (result,) = run_loop(stepper, data, span, options, callbacks,
-                         None if resume is None else [resume])
+                         None if resume is None else [resume],
+                         None if update is None else [update])
     return result

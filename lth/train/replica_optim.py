@@ -56,6 +56,17 @@ class ReplicaStep:
             self.steps = torch.zeros(len(views), device=stacked[0].device)
             self.step_views = list(self.steps.unbind(0))
 
+    def state_of(self, j: int) -> dict[str, torch.Tensor]:
+        """The optimizer state tensors of view ``j`` (live: masking them masks the state)."""
+        if not self.direct:
+            return self.optimizer.state.get(self.views[j], {})
+        if isinstance(self.optimizer, torch.optim.SGD):
+            return {"momentum_buffer": self.buffers[j]} if self.buffers else {}
+        state = {"exp_avg": self.exp_avgs[j], "exp_avg_sq": self.exp_avg_sqs[j]}
+        if self.max_exp_avg_sqs:
+            state["max_exp_avg_sq"] = self.max_exp_avg_sqs[j]
+        return state
+
     def _per_replica(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
         """Replica-major views of [K, ...] tensors, in the order of ``views``."""
         slices = [t.unbind(0) for t in tensors]

@@ -33,6 +33,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -42,6 +43,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from lth.data import Dataset, StackedBatches
 from lth.errors import ConfigError
 from lth.models.mlp import MLP
+from lth.train.accel import Accel
 from lth.train.core import (
     Callbacks,
     EvalCallback,
@@ -53,8 +55,10 @@ from lth.train.core import (
     run_loop,
     set_lr,
 )
-from lth.train.loop import ZERO_PRESERVING, mask_grads, mask_weights_and_state
+from lth.train.distributed import Dist
+from lth.train.masking import Mask, Masking, MaskUpdate
 from lth.train.replica_optim import ReplicaStep
+from lth.train.step import UpdateStep, needs_remask
 
 _NOT_VMAPPABLE = (nn.modules.dropout._DropoutNd,)
 
@@ -158,73 +162,113 @@ class _Stack:
         return [v / n for v in loss.tolist()], [c / n for c in correct.tolist()]
 
 
-def _stacked_masks(params: dict[str, torch.Tensor], masks: Sequence[Mapping] | None
-                   ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    """Stacked params and float [K, ...] masks of the names some replica actually prunes."""
-    if not masks:
-        return [], []
-    names = sorted(n for n in masks[0] if not all(bool(m[n].all()) for m in masks))
-    stacked = [torch.stack([m[n] for m in masks]).to(params[n]) for n in names]
-    return [params[n] for n in names], stacked
-
-
 OptimizerFactory = Callable[[list[torch.Tensor]], torch.optim.Optimizer]
+
+
+def check_replica_accel(accel: Accel) -> None:
+    """ConfigError for what torch cannot run for K stacked replicas as for K single runs."""
+    if accel.precision == "fp16":
+        raise ConfigError("replicas > 1 cannot train in fp16: torch's GradScaler skips or "
+                          "scales one optimizer as a whole, so one replica's inf would skip "
+                          "every replica's step; use train.precision=bf16, or replicas=1")
 
 
 class ReplicaStepper:
     """The update of K stacked models: replica k trains on seed ``seeds[k]``'s batches with
     mask ``masks[k]``; ``make_optimizer`` gets every replica's parameters (views of the stacked
-    ones, replica by replica). ConfigError for unsupported models or optimizers."""
+    ones, replica by replica). ``accel``: bf16 autocast and compile as for one model.
+    ConfigError for what cannot be trained this way."""
 
     def __init__(self, models: Sequence[nn.Module], data: Dataset,
                  make_optimizer: OptimizerFactory, *, batch_size: int, seeds: Sequence[int],
-                 masks: Sequence[Mapping[str, torch.Tensor]] | None = None) -> None:
+                 masks: Sequence[Mapping[str, torch.Tensor]] | None = None,
+                 accel: Accel = Accel(), dist: Dist | None = None) -> None:
         if len(models) != len(seeds) or (masks is not None and len(masks) != len(models)):
             raise ValueError("models, seeds and masks must have one entry per replica")
         for model in models:
             check_replicable(model)
-        self.replicas = len(models)
+        check_replica_accel(accel)
+        self.replicas, self.accel, self.dist = len(models), accel, dist
         self.stack = _Stack(models)
+        self.device = data.x_train.device
+        self.forward = torch.compile(self.stack.forward) if accel.compile else self.stack.forward
         self.optimizer = make_optimizer(self.stack.views)
-        if type(self.optimizer) not in ZERO_PRESERVING:
-            raise ConfigError(f"replicas > 1 supports SGD, Adam and AdamW, not "
-                              f"{type(self.optimizer).__name__}: set replicas=1")
-        self.update = ReplicaStep(self.optimizer, list(self.stack.params.values()),
-                                  self.stack.views)
-        self.params, self.masks = _stacked_masks(self.stack.params, masks)
-        mask_weights_and_state(self.optimizer, self.params, self.masks)  # fresh: weights only
+        self.opt = ReplicaStep(self.optimizer, list(self.stack.params.values()),
+                               self.stack.views)
+        self.index = {n: i for i, n in enumerate(self.stack.params)}
+        self.masking = Masking(self.stack.params, [dict(m) for m in masks or [{}] * len(models)],
+                               self._state_of, stacked=True)
         self.batches = StackedBatches(data.x_train, data.y_train, batch_size, list(seeds),
                                       augment=data.augment)
         self.lrs = base_lrs(self.optimizer)
+        self.update = UpdateStep(self.opt, list(self.stack.params.values()), self.masking,
+                                 dist=dist, remask=bool(self.masking.params) and needs_remask(
+                                     self.optimizer), zero_grad=self.stack.zero_grad)
+
+    def _state_of(self, k: int, name: str) -> Mapping[str, Any]:
+        return self.opt.state_of(k * len(self.index) + self.index[name])
+
+    def losses(self, it: int) -> torch.Tensor:
+        """The K training losses [K] of batch ``it`` (under the precision's autocast)."""
+        x, y = self.batches.batch(it)
+        if self.dist is not None:  # this rank's slice of every replica's global batch
+            x, y = self.dist.shard(x, 1), self.dist.shard(y, 1)
+        stack = self.stack
+        with self.accel.autocast(self.device):
+            out = self.forward(stack.params, stack.buffers, x)
+            losses = F.cross_entropy(out.flatten(0, 1), y, reduction="none")
+        return losses.view(self.replicas, -1).mean(1)
 
     def step(self, it: int, lr_factor: float) -> torch.Tensor:
-        x, y = self.batches.batch(it)
         set_lr(self.optimizer, self.lrs, lr_factor)
-        stack = self.stack
-        out = stack.forward(stack.params, stack.buffers, x)
-        losses = F.cross_entropy(out.flatten(0, 1), y, reduction="none").view(self.replicas, -1)
-        losses = losses.mean(1)
-        stack.zero_grad()
-        losses.sum().backward()  # replica k's parameters get exactly d(losses[k])
-        if self.params:
-            mask_grads(self.params, self.masks)
-        self.update.step()
-        return losses.detach()
+        losses = self.losses(it)
+        return self.update(losses.sum(), losses, it)  # replica k's params get d(losses[k])
 
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-        return self.stack.evaluate(x, y)
+        with self.accel.autocast(self.device):
+            return self.stack.evaluate(x, y)
 
     def models(self) -> list[nn.Module]:
         self.stack.write_back()
         return self.stack.models
 
+    # -- the mask as training state ------------------------------------------------------
+    def masks(self) -> list[Mask]:
+        return self.masking.masks
+
+    def set_masks(self, masks: Sequence[Mask],
+                  values: Sequence[Mapping[str, torch.Tensor] | None] | None = None) -> None:
+        self.masking.set(masks, values)
+        self.update.remask = bool(self.masking.params) and needs_remask(self.optimizer)
+
+    def optimizer_state(self, k: int) -> Callable[[str], Mapping[str, Any]]:
+        return lambda name: self._state_of(k, name)
+
+    def dense_grads(self, it: int) -> list[dict[str, torch.Tensor]]:
+        """Per replica, the gradients of batch ``it``'s loss by masked parameter, not masked
+        (nothing is stepped; BatchNorm statistics are left as they were)."""
+        names = sorted(self.masking.masks[0])
+        buffers = {n: b.clone() for n, b in self.stack.buffers.items()}
+        losses = self.losses(it)
+        grads = torch.autograd.grad(losses.sum(), [self.stack.params[n] for n in names],
+                                    allow_unused=True)
+        with torch.no_grad():
+            for n, b in self.stack.buffers.items():
+                b.copy_(buffers[n])
+        if self.dist is not None:  # every rank's update sees the global batches' gradients
+            self.dist.average_grads([g for g in grads if g is not None], losses.detach(), it)
+        return [{n: (torch.zeros_like(self.stack.params[n][k]) if g is None
+                     else g[k].detach()) for n, g in zip(names, grads)}
+                for k in range(self.replicas)]
+
+    # -- checkpoints ---------------------------------------------------------------------
     def optimizer_states(self) -> list[dict]:
         """Each replica's optimizer state in the format of its single run's optimizer."""
-        return self.update.state_dicts()
+        return self.opt.state_dicts()
 
     def load_optimizer_states(self, states: Sequence[dict]) -> None:
         """Restore what ``optimizer_states`` returned (or single runs' optimizer states)."""
-        self.update.load_state_dicts(list(states))
+        self.opt.load_state_dicts(list(states))
 
 
 def train_replicas(
@@ -239,6 +283,8 @@ def train_replicas(
     options: LoopOptions = LoopOptions(),
     hooks: Mapping[int, Hook] | None = None,
     on_eval: EvalCallback | None = None,
+    accel: Accel = Accel(),
+    updates: Sequence[MaskUpdate] | None = None,
 ) -> list[TrainResult]:
     """Train ``models[k]`` with data seed ``seeds[k]`` and mask ``masks[k]``, all K at once.
 
@@ -249,11 +295,12 @@ def train_replicas(
     checkpoints, build a ``ReplicaStepper`` and call ``run_loop`` (as lth.lottery does).
     """
     stepper = ReplicaStepper(models, data, make_optimizer, batch_size=batch_size, seeds=seeds,
-                             masks=masks)
+                             masks=masks, accel=accel)
     if not options.replica_names:
         options = dataclasses.replace(options, replica_names=tuple(f"data seed {s}"
                                                                    for s in seeds))
-    results = run_loop(stepper, data, span, options, Callbacks(dict(hooks or {}), on_eval))
+    results = run_loop(stepper, data, span, options, Callbacks(dict(hooks or {}), on_eval),
+                       updates=updates)
     stepper.models()
     return results
 
