@@ -40,17 +40,20 @@ def files(store: RunStore) -> list[str]:
 
 
 def assert_same(a: RunStore, b: RunStore) -> None:
-    """Equal metrics (up to the reduction order: measured equal here) and weights close."""
+    """Equal metrics up to the reduction order (equal on a 2-core AMD EPYC; the training loss
+    1.4e-4 apart on an Intel Xeon with AVX-512) and weights close."""
     ma, mb = without_wall(a.read_metrics()), without_wall(b.read_metrics())
     assert [r["round"] for r in ma] == [r["round"] for r in mb] == [0, 1]
     for ra, rb in zip(ma, mb):
         assert ra["density"] == rb["density"]
         assert ra["test_acc"] == pytest.approx(rb["test_acc"], abs=1 / 240 + 1e-9)
-        assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-4)
+        assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-3)
     for k in (0, 1):
         fa, fb = a.load_tensors(a.final_path(k)), b.load_tensors(b.final_path(k))
         for n in fa:
-            torch.testing.assert_close(fa[n], fb[n], rtol=1e-4, atol=1e-5)
+            # Adam turns the last-bit differences of the reduction order into ~1e-2 after
+            # 200 steps (measured 7e-3 on an Intel Xeon with AVX-512)
+            torch.testing.assert_close(fa[n], fb[n], rtol=0, atol=2e-2)
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +91,29 @@ def test_two_ranks_resume_after_a_kill(tmp_path: Path, one_process) -> None:
     assert not store.checkpoint_path(1).exists()
 
 
+def test_a_replica_group_under_two_ranks_equals_it_in_one_process(tmp_path: Path) -> None:
+    """replicas=2 with its controls as group members, each rank a slice of every batch."""
+    one, two = tmp_path / "one" / "runs", tmp_path / "two" / "runs"
+    for root, ranks in ((one, False), (two, True)):
+        root.parent.mkdir()
+        result = lottery(root, "replicas=2", ranks=ranks)
+        assert result.returncode == 0, result.stderr
+    runs = [sorted((root / "mnist1d_mlp").iterdir()) for root in (one, two)]
+    assert [p.name for p in runs[0]] == [p.name for p in runs[1]] and len(runs[0]) == 2
+    for a, b in zip(*runs):
+        # replica tolerances (tests/test_replicas.py): half batches through the batched
+        # kernels round otherwise than whole ones
+        ma, mb = RunStore(a).read_metrics(), RunStore(b).read_metrics()
+        for ra, rb in zip(ma, mb):
+            assert ra["density"] == rb["density"]
+            assert ra["test_acc"] == pytest.approx(rb["test_acc"], abs=2 / 240 + 1e-9)
+            assert ra["train_loss"] == pytest.approx(rb["train_loss"], rel=1e-3)
+        assert len(RunStore(b).read_controls()) == 1
+
+
 @pytest.mark.parametrize("override, message", [
     ("train.batch_size=127", "error: train.batch_size=127 does not split across 2 ranks: use "
                              "a multiple of 2"),
-    ("replicas=2 prune.controls=[]",
-     "error: replicas>1 does not combine with torchrun's ranks: set replicas=1"),
 ])
 def test_bad_input_under_torchrun_is_one_error_line(tmp_path: Path, override: str,
                                                     message: str) -> None:

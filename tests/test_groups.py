@@ -174,3 +174,22 @@ def test_channel_pruned_rounds_train_in_a_group(tmp_path: Path) -> None:
     group.run()
     close(single.store.read_metrics()[1], group.lotteries[0].store.read_metrics()[1])
     assert "macs_structured" in group.lotteries[0].store.read_metrics()[1]
+
+
+@pytest.mark.slow  # torch.compile takes ~10 s per graph on a CPU
+def test_compiled_replicas_equal_uncompiled_replicas() -> None:
+    make = functools.partial(torch.optim.Adam, lr=5e-3)
+    results = []
+    for compile_ in (False, True):
+        torch.manual_seed(0)
+        models = [MLP((20,), 4, hidden=(48, 24)) for _ in range(2)]
+        stepper = ReplicaStepper(models, DATA, make, batch_size=32, seeds=[0, 1],
+                                 accel=Accel(compile=compile_))
+        results.append((run_loop(stepper, DATA, Span(0, 30, lambda it: 1.0)),
+                        [dict(m.named_parameters()) for m in stepper.models()]))
+    (plain, wp), (compiled, wc) = results
+    for a, b in zip(plain, compiled):
+        assert b.test_acc == pytest.approx(a.test_acc, abs=2 / 128)
+    for a, b in zip(wp, wc):
+        for n in a:
+            torch.testing.assert_close(a[n], b[n], rtol=1e-3, atol=1e-4)

@@ -19,166 +19,34 @@ mask and its update's state, so resuming after a mask change is exact.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
 
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from lth.data import Dataset
 from lth.errors import TrainingError
 from lth.train import preempt
-from lth.train.masking import NO_UPDATE, Mask, MaskChange, MaskUpdate, UpdateContext
-from lth.train.schedule import LRFactor
+from lth.train.masking import NO_UPDATE, Mask, MaskUpdate, UpdateContext
+from lth.train.parts import (
+    Callbacks,
+    ChangeCallback,
+    CheckpointCallback,
+    EvalCallback,
+    Hook,
+    LoopOptions,
+    Span,
+    Stepper,
+    TrainResult,
+    TrainState,
+    base_lrs,
+    set_lr,
+    summarise,
+)
 
-Hook = Callable[[list[nn.Module]], None]  # sees every replica's current weights
-EvalCallback = Callable[[int, int, dict[str, float]], None]  # (replica, iteration, point)
-ChangeCallback = Callable[[int, int, MaskChange], None]  # (replica, iteration, change)
-
-
-@dataclass(frozen=True)
-class Span:
-    """Iterations ``[start, end)`` of a schedule and its learning-rate factor ``lr(it)``."""
-
-    start: int
-    end: int
-    lr: LRFactor
-
-    @property
-    def iterations(self) -> int:
-        return self.end - self.start
-
-
-@dataclass(frozen=True)
-class LoopOptions:
-    """How often the loop evaluates and checkpoints (iterations; 0: never in between)."""
-
-    eval_every: int = 0
-    checkpoint_every: int = 0
-    progress: bool = False
-    desc: str = "train"
-    replica_names: tuple[str, ...] = ()  # how errors name replica k (default: "replica k")
-
-
-@dataclass
-class TrainState:
-    """One replica's loop state when ``it`` iterations are done and nothing of iteration ``it``
-    has run yet (no hook, no evaluation). With the model, optimizer and RNG states (saved by the
-    caller) it lets the loop continue bit-identically.
-
-    ``loss_sum`` (0-d float32) and ``steps`` accumulate the training loss since the last
-    evaluation; ``last_loss`` is the mean reported at that evaluation. ``mask`` is the
-    replica's current mask and ``update`` its mask update's state (None and {} when a
-    checkpoint from before masks were training state is resumed: the start mask holds).
-    """
-
-    it: int
-    loss_sum: torch.Tensor
-    steps: int
-    last_loss: float
-    evals: list[dict[str, float]]
-    mask: Mask | None = None
-    update: dict[str, Any] = field(default_factory=dict)
-
-
-CheckpointCallback = Callable[[list[TrainState]], None]  # one state per replica
-
-
-@dataclass
-class Callbacks:
-    """What the caller wants to see: hooks by iteration, evaluations, checkpoints."""
-
-    hooks: Mapping[int, Hook] = field(default_factory=dict)
-    on_eval: EvalCallback | None = None
-    on_checkpoint: CheckpointCallback | None = None
-    on_change: ChangeCallback | None = None  # each mask change (e.g. its statistics to log)
-
-
-@dataclass
-class TrainResult:
-    """What a round of training produced. Iterations count from the start of the schedule."""
-
-    end_iter: int
-    train_loss: float
-    test_acc: float
-    test_loss: float
-    best_test_acc: float
-    best_iter: int
-    early_stop_iter: int
-    early_stop_test_acc: float
-    val_acc: float | None = None
-    val_loss: float | None = None
-    evals: list[dict[str, float]] = field(default_factory=list)
-    mask: Mask | None = None  # the replica's mask at the end of the span
-
-
-class Stepper(Protocol):
-    """One update of K models, their evaluation, their current weights and masks."""
-
-    replicas: int
-
-    def step(self, it: int, lr_factor: float) -> torch.Tensor:
-        """Train on batch ``it``; the K training losses, detached ([K]; 0-d when K = 1)."""
-        ...
-
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-        """Per replica (mean cross-entropy, accuracy) on x [N, ...], y [N]."""
-        ...
-
-    def models(self) -> list[nn.Module]:
-        """The K models holding their current weights."""
-        ...
-
-    def masks(self) -> list[Mask]:
-        """The K current masks (bool)."""
-        ...
-
-    def set_masks(self, masks: Sequence[Mask],
-                  values: Sequence[Mapping[str, torch.Tensor] | None] | None = None) -> None:
-        """New masks: dropped weights and their optimizer state zeroed, regrown ones set to
-        ``values`` where given (``lth.train.masking.Masking.set``)."""
-        ...
-
-    def optimizer_state(self, k: int) -> Callable[[str], Mapping[str, Any]]:
-        """Replica k's optimizer state of a parameter, by name."""
-        ...
-
-    def dense_grads(self, it: int) -> list[dict[str, torch.Tensor]]:
-        """Per replica, the unmasked gradients of batch ``it``'s loss by masked parameter."""
-        ...
-
-
-def summarise(evals: list[dict[str, float]], end_iter: int, train_loss: float,
-              mask: Mask | None = None) -> TrainResult:
-    """A round's result from its evaluation points (the last one is at ``end_iter``)."""
-    last = evals[-1]
-    best = max(evals, key=lambda p: p["test/acc"])
-    # Early stopping as in Frankle & Carbin: the iteration of minimum validation loss (test loss
-    # when no validation split is held out).
-    stop_key = "val/loss" if "val/loss" in last else "test/loss"
-    stop = min(evals, key=lambda p: p[stop_key])
-    return TrainResult(
-        end_iter=end_iter, train_loss=train_loss, test_acc=last["test/acc"],
-        test_loss=last["test/loss"], best_test_acc=best["test/acc"], best_iter=int(best["iter"]),
-        early_stop_iter=int(stop["iter"]), early_stop_test_acc=stop["test/acc"],
-        val_acc=last.get("val/acc"), val_loss=last.get("val/loss"), evals=evals, mask=mask,
-    )
-
-
-def base_lrs(optimizer: torch.optim.Optimizer) -> list[float]:
-    """Each param group's base rate, kept as ``initial_lr`` so a schedule can rescale it."""
-    lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
-    for group, lr in zip(optimizer.param_groups, lrs):
-        group["initial_lr"] = lr
-    return lrs
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lrs: Sequence[float], factor: float) -> None:
-    """Set each param group's learning rate to its base rate times ``factor``."""
-    for group, lr in zip(optimizer.param_groups, lrs):
-        group["lr"] = lr * factor
+__all__ = ["Callbacks", "ChangeCallback", "CheckpointCallback", "EvalCallback", "Hook",
+           "LoopOptions", "Span", "Stepper", "TrainResult", "TrainState", "base_lrs",
+           "run_loop", "set_lr", "summarise"]
 
 
 class _Tally:
@@ -203,6 +71,15 @@ class _Tally:
         return [TrainState(it, self.loss_sum[j].clone(), self.steps, self.last_loss[j],
                            list(self.evals[j]), dict(masks[j]), updates[j].state_dict())
                 for j in range(len(self.evals))]
+
+    def record(self, stepper: Stepper, data: Dataset, it: int, options: LoopOptions,
+               callbacks: Callbacks) -> None:
+        """Close the loss interval and evaluate every replica at ``it``."""
+        self.close_interval(it, options)
+        for j, point in enumerate(_eval_points(stepper, data, it, self.last_loss)):
+            self.evals[j].append(point)
+            if callbacks.on_eval is not None:
+                callbacks.on_eval(j, it, point)
 
     def close_interval(self, it: int, options: LoopOptions) -> None:
         """The mean loss since the last evaluation; TrainingError if it is not finite."""
@@ -296,9 +173,7 @@ def run_loop(stepper: Stepper, data: Dataset, span: Span, options: LoopOptions =
     Raises TrainingError on a non-finite loss.
     """
     hooks = dict(callbacks.hooks)
-    updates = list(updates) if updates is not None else [NO_UPDATE] * stepper.replicas
-    if len(updates) != stepper.replicas:
-        raise ValueError(f"{len(updates)} mask updates for {stepper.replicas} replicas")
+    updates = _updates(stepper, updates)
     active = any(u is not NO_UPDATE for u in updates)
     tally = _Tally(stepper.replicas, data.x_train.device, resume)
     if resume:
@@ -309,12 +184,11 @@ def run_loop(stepper: Stepper, data: Dataset, span: Span, options: LoopOptions =
     def states(it: int) -> list[TrainState]:
         return tally.states(it, stepper.masks(), updates)
 
-    def record(it: int) -> None:
-        tally.close_interval(it, options)
-        for j, point in enumerate(_eval_points(stepper, data, it, tally.last_loss)):
-            tally.evals[j].append(point)
-            if callbacks.on_eval is not None:
-                callbacks.on_eval(j, it, point)
+    def at(it: int) -> None:  # what happens when ``it`` iterations are done
+        if it in hooks:
+            hooks.pop(it)(stepper.models())
+        if active:
+            _update_masks(stepper, updates, it, callbacks)
 
     bar = tqdm(total=span.end - first, desc=options.desc, disable=not options.progress,
                leave=False, mininterval=0.5, dynamic_ncols=True)
@@ -323,20 +197,22 @@ def run_loop(stepper: Stepper, data: Dataset, span: Span, options: LoopOptions =
             callbacks.on_checkpoint(states(it))  # type: ignore[misc]
         if preempt.requested() is not None:
             preempt.raise_if_requested(it, options.desc, _saver(callbacks, states, span, it))
-        if it in hooks:
-            hooks.pop(it)(stepper.models())
-        if active:
-            _update_masks(stepper, updates, it, callbacks)
+        at(it)
         if it == span.start or (options.eval_every and it % options.eval_every == 0):
-            record(it)
+            tally.record(stepper, data, it, options, callbacks)
         tally.loss_sum += stepper.step(it, span.lr(it))
         tally.steps += 1
         bar.update(1)
     bar.close()
-    if span.end in hooks:
-        hooks.pop(span.end)(stepper.models())
-    if active:
-        _update_masks(stepper, updates, span.end, callbacks)
-    record(span.end)
+    at(span.end)
+    tally.record(stepper, data, span.end, options, callbacks)
     return [summarise(evals, span.end, loss, dict(mask)) for evals, loss, mask in
             zip(tally.evals, tally.last_loss, stepper.masks())]
+
+
+def _updates(stepper: Stepper, updates: Sequence[MaskUpdate] | None) -> list[MaskUpdate]:
+    """One update per replica (none given: IMP's constant masks)."""
+    out = list(updates) if updates is not None else [NO_UPDATE] * stepper.replicas
+    if len(out) != stepper.replicas:
+        raise ValueError(f"{len(out)} mask updates for {stepper.replicas} replicas")
+    return out
