@@ -11,15 +11,15 @@ The optimizer steps per-replica views of the stacked tensors, so each replica's 
 single run's update on tensors of the single run's shapes (``lth.train.replica_optim``: the
 fused SGD, Adam and AdamW kernels over stacked state; any other optimizer through its own
 ``step()`` on the views, re-masked after it). The rest of the step is the one every stepper
-shares (``lth.train.step``): bf16 autocast, the DDP all-reduce (each rank trains its slice
-of every replica's batch), masking; ``train.compile`` compiles the stacked forward. fp16 is
+shares (``lth.train.step``): bf16 autocast, the DDP all-reduce (each rank trains its slice of
+every replica's batch), masking; ``train.compile`` compiles the stacked forward. fp16 is
 refused: torch's GradScaler skips or scales one optimizer as a whole, so one replica's inf
-would skip every replica's step. What is exact by construction: each replica's initial weights, masks, batches,
-learning rates and evaluation points are its single run's. What is not: the batched forward
-and backward (baddbmm, vmap) are other kernels than the single run's, and whether they round
-alike in the last bit depends on the CPU, its torch build and the thread count (alike on some
-x86 CPUs with one thread, not on others). Trajectories can then drift apart as they do between
-machines; the tests assert metrics within a tolerance.
+would skip every replica's step. What is exact by construction: each replica's initial weights,
+masks, batches, learning rates and evaluation points are its single run's. What is not: the
+batched forward and backward (baddbmm, vmap) are other kernels than the single run's, and
+whether they round alike in the last bit depends on the CPU, its torch build and the thread
+count (alike on some x86 CPUs with one thread, not on others). Trajectories can then drift
+apart as they do between machines; the tests assert metrics within a tolerance.
 
 The loop itself is ``lth.train.core.run_loop``, so replicas evaluate, check for non-finite
 losses, show progress and checkpoint exactly as a single run does.
