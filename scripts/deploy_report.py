@@ -112,7 +112,8 @@ def speed_section(arch: str, args: argparse.Namespace, folder: Path) -> list[dic
     models["ticket-90%"] = (sparse_model, {"kind": "ticket", "sparsity": 1 - density(ticket)})
     variants = {}
     for key, (model, info) in models.items():
-        variants[key] = {"sparsity": 0.0, **info, "cost": model_cost(model, x[:1]),
+        mask = ticket if key == "ticket-90%" else None
+        variants[key] = {"sparsity": 0.0, **info, "cost": model_cost(model, x[:1], mask),
                          "files": export_pair(model, x, calib, folder, f"{arch}-{key}")}
     measure(variants, x[:1], x, args)
     return rows_of("speed", arch, variants)
@@ -204,7 +205,7 @@ def measure_digits(models: dict, data, args: argparse.Namespace, folder: Path,
     for key, (model, info) in models.items():
         files = export_pair(model, data.x_test, calib, folder, f"digits-{key}")
         variants[key] = {"sparsity": 0.0, **info, "files": files,
-                         "cost": model_cost(model, data.x_test[:1]),
+                         "cost": model_cost(model, data.x_test[:1], info.get("mask")),
                          "torch_acc": evaluate(model, data.x_test, data.y_test)[1]}
         if "mask" in info:
             sparse = save_sparse(folder / f"{key}.sparse.pt", model.state_dict(), info.pop("mask"))

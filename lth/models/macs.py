@@ -24,6 +24,12 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+# The convention, named in every report that counts MACs (the export's report.json).
+CONVENTION = ("lth.models.macs: products of a weight entry with an activation in matrix "
+              "products and convolutions, per sample; every use of every weight; biases, norms, "
+              "activations, pooling and activation-activation products not counted; "
+              "macs_sparse counts only unpruned entries")
+
 aten = torch.ops.aten
 # op -> positions of its two product operands (the rest are biases or accumulators).
 _MATMULS = {aten.mm.default: (0, 1), aten.bmm.default: (0, 1), aten.mv.default: (0, 1),
