@@ -25,12 +25,14 @@ register()
 def run(cfg: DictConfig) -> Path:
     """Train the requested controls of the run ``cfg.run_dir``; returns the run directory."""
     from experiments import setup
-    from experiments.stored import reopen
+    from experiments.stored import branch_run, prepared
     from lth.lottery.controls import check_controls, pending_controls, run_control
     from lth.lottery.table import format_header, format_row
 
     names = check_controls([cfg.control] if isinstance(cfg.control, str) else cfg.control)
-    stored, prep, settings = reopen(cfg)
+    opened = branch_run(cfg)  # checked (kind, schema, hash) before anything is written
+    stored = opened.cfg
+    prep, settings = prepared(opened)
     with ExitStack() as stack:
         store = setup.open_store(stored, settings, stack)
         pairs = pending_controls(store, names, list(cfg.rounds) or None)

@@ -11,33 +11,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import report_errors
 from experiments.schema import register
-from lth.errors import ConfigError
-
-if TYPE_CHECKING:
-    from lth.store import RunStore
 
 register()
-
-
-def open_run(run_dir: str | None) -> tuple[RunStore, DictConfig]:
-    """The run's store and its stored config; ConfigError if it is not a run directory."""
-    from lth.store import RunStore
-
-    if not run_dir:
-        raise ConfigError("run_dir is not set: pass run_dir=<the run directory printed by "
-                          "python -m experiments.lottery>")
-    store = RunStore(Path(run_dir).expanduser())
-    if not store.config_path.is_file():
-        raise ConfigError(f"run_dir={run_dir} has no config.yaml: it is not a run directory "
-                          "of python -m experiments.lottery")
-    return store, OmegaConf.load(store.config_path)  # type: ignore[return-value]
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -45,10 +27,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     from experiments.setup import load_data, model_factory
+    from experiments.stored import open_run
     from lth.export import pipeline as ex
 
     ex.check_options(cfg.format, cfg.quantize, cfg.structured)
-    store, run_cfg = open_run(cfg.run_dir)
+    opened = open_run(cfg.run_dir)  # kind, schema and hash checked before anything is written
+    store, run_cfg = opened.store, opened.cfg
     k = ex.resolve_round(store, cfg.round)
     granularity = OmegaConf.select(run_cfg, "prune.granularity", default="weight")
     structured = granularity == "channel" if cfg.structured is None else bool(cfg.structured)

@@ -34,19 +34,19 @@ def format_instability(record: dict) -> str:
 def run(cfg: DictConfig) -> Path:
     """Analyse the requested rounds of the run ``cfg.run_dir``; returns the run directory."""
     from experiments import setup
-    from experiments.stored import reopen, run_config
+    from experiments.stored import branch_run, prepared
     from lth.lottery.instability import (
         InstabilityOptions,
         check_spawn,
         pending_instability,
         run_instability,
     )
-    from lth.store import RunStore
 
     options = InstabilityOptions(cfg.alpha_points, cfg.train_samples, cfg.bn_reset)
-    run_config(cfg)  # a missing config.yaml is named before the rounds are read
-    pending_instability(RunStore(cfg.run_dir), list(cfg.rounds) or None)  # fail before the data
-    stored, prep, settings = reopen(cfg)
+    opened = branch_run(cfg)  # checked (kind, schema, hash) before anything is written
+    pending_instability(opened.store, list(cfg.rounds) or None)  # fail before the data is loaded
+    stored = opened.cfg
+    prep, settings = prepared(opened)
     with ExitStack() as stack:
         store = setup.open_store(stored, settings, stack)
         rounds = pending_instability(store, list(cfg.rounds) or None)

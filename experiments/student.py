@@ -14,14 +14,12 @@ import copy
 import json
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from experiments.schema import LotterySchema
 from experiments.setup import to_dict
 from experiments.versions import versions
 from lth.data import Dataset
@@ -51,23 +49,12 @@ class Teacher:
 
 
 def open_teacher(path: str | None, k: int | None) -> Teacher:
-    """The teacher run at ``path`` and its round ``k``; ConfigError naming the fix."""
-    if not path:
-        raise ConfigError("teacher is not set: pass teacher=<the run directory printed by "
-                          "python -m experiments.lottery>")
-    root = Path(path).expanduser().resolve()
-    config = root / "config.yaml"
-    if not config.is_file():
-        raise ConfigError(f"teacher={path} is not a run directory (no config.yaml): pass the "
-                          "run directory printed by python -m experiments.lottery")
-    stored = OmegaConf.load(config)
-    if "prune" not in stored or "dataset" not in stored:
-        raise ConfigError(f"teacher={path} is not a lottery run (its config has no prune or "
-                          "dataset): pass a run directory of python -m experiments.lottery")
-    cfg = OmegaConf.merge(OmegaConf.structured(LotterySchema), stored)
-    assert isinstance(cfg, DictConfig)
-    store = RunStore(root)
-    return Teacher(store, cfg, resolve_round(store, k))
+    """The teacher run at ``path`` (reopened: kind, schema and hash checked) and its round
+    ``k``; ConfigError naming the fix."""
+    from experiments.stored import open_run
+
+    run = open_run(path, key="teacher")
+    return Teacher(run.store, run.cfg, resolve_round(run.store, k))
 
 
 def teacher_model(teacher: Teacher, make: Any, k: int | None = None) -> tuple[nn.Module, Any]:
@@ -128,9 +115,9 @@ def sized_model(model: DictConfig, data: Dataset, budget: int | None,
 def open_student_store(cfg: DictConfig, teacher: Teacher, seeds: dict[str, Any],
                        locks: ExitStack) -> RunStore:
     """The student's run store (locked until ``locks`` closes), created with its config.yaml
-    and run.json if new. The hash sees the teacher as its identity, not its path."""
-    data = to_dict(cfg)
-    store = RunStore.for_config(cfg.output_root, cfg.name, {**data, "teacher": teacher.identity})
+    and run.json if new. ``cfg.teacher`` is the teacher's directory; the hash sees it as its
+    identity ``<name>/<hash>`` (``lth.store.run_hash``), so moving the teacher renames nothing."""
+    store = RunStore.for_config(cfg.output_root, cfg.name, to_dict(cfg))
     store.prepare()
     locks.enter_context(RunLock(store.lock_path))
     store.remove_temporaries()

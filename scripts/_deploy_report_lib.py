@@ -3,7 +3,8 @@
 A row is one model at one precision: ``section`` ("speed" or "accuracy"), ``arch``, ``model``,
 ``kind`` (dense | ticket | structured | distilled), ``precision`` (fp32 | int8),
 ``channels_removed``, ``sparsity`` (share of prunable weights removed, or of parameters for a
-student), ``params``, ``nonzero``, ``macs``, ``file_bytes``, ``latency_b1_ms``,
+student), ``params``, ``nonzero``, ``macs_dense``, ``macs_sparse`` (lth's one MAC convention,
+``lth.models.macs``, as in metrics.jsonl), ``file_bytes``, ``latency_b1_ms``,
 ``latency_b32_ms``, ``speedup_b1``/``speedup_b32`` (dense fp32 latency / this latency) and
 ``acc`` (ONNX Runtime accuracy, None for random weights).
 """
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 
 from lth.files import atomic_write, write_text
+from lth.models.macs import CONVENTION
 
 Row = dict[str, Any]
 
@@ -35,7 +37,8 @@ def rows_of(section: str, arch: str, variants: dict[str, dict[str, Any]]) -> lis
                 "section": section, "arch": arch, "model": key, "kind": v["kind"],
                 "precision": precision, "channels_removed": v.get("channels_removed", 0.0),
                 "sparsity": v["sparsity"], "params": v["cost"].params,
-                "nonzero": v["cost"].nonzero, "macs": v["cost"].macs,
+                "nonzero": v["cost"].nonzero, "macs_dense": v["cost"].macs_dense,
+                "macs_sparse": v["cost"].macs_sparse,
                 "file_bytes": path.stat().st_size, "latency_b1_ms": lat["b1"],
                 "latency_b32_ms": lat["b32"], "speedup_b1": base["b1"] / lat["b1"],
                 "speedup_b32": base["b32"] / lat["b32"],
@@ -88,14 +91,15 @@ def _fmt(value: Any, spec: str) -> str:
 
 def table(rows: Sequence[Row]) -> list[str]:
     """One Markdown table of the rows."""
-    head = ("| arch | model | kind | prec. | ch. removed | sparsity | params (nonzero) | MMACs | "
-            "ONNX KB | b1 ms | b32 ms | speedup b1 | speedup b32 | acc |")
+    head = ("| arch | model | kind | prec. | ch. removed | sparsity | params (nonzero) | "
+            "MMACs (sparse) | ONNX KB | b1 ms | b32 ms | speedup b1 | speedup b32 | acc |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         lines.append(
             f"| {r['arch']} | {r['model']} | {r['kind']} | {r['precision']} | "
             f"{100 * r['channels_removed']:.0f}% | {100 * r['sparsity']:.1f}% | "
-            f"{r['params']:,} ({r['nonzero']:,}) | {r['macs'] / 1e6:.2f} | "
+            f"{r['params']:,} ({r['nonzero']:,}) | {r['macs_dense'] / 1e6:.2f} "
+            f"({r['macs_sparse'] / 1e6:.2f}) | "
             f"{r['file_bytes'] / 1024:.0f} | {r['latency_b1_ms']:.2f} | "
             f"{r['latency_b32_ms']:.2f} | {r['speedup_b1']:.2f} | {r['speedup_b32']:.2f} | "
             f"{_fmt(None if r['acc'] is None else 100 * r['acc'], '.2f')} |")
@@ -126,8 +130,10 @@ def write_markdown(path: Path, rows: Sequence[Row], meta: dict[str, Any]) -> Non
                  [f"Runs: {', '.join(meta['runs'])}", ""] if meta.get("runs") else [],
                  [r for r in rows if r["section"] == "accuracy"]),
         "`sparsity`: share of prunable weights removed (for the student: share of the dense "
-        "model's parameters it lacks). `acc`: ONNX Runtime top-1 test accuracy. Tickets run "
-        "dense-shaped: their zeros cost the same time as any weight.", "",
+        "model's parameters it lacks). `MMACs (sparse)`: millions of multiply-accumulates per "
+        f"sample, every weight (only the unpruned ones), in lth's one convention: {CONVENTION}. "
+        "`acc`: ONNX Runtime top-1 test accuracy. Tickets run dense-shaped: their zeros cost "
+        "the same time as any weight.", "",
     ]
     write_text(path, "\n".join(text))
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from lth.analysis import Run, find_runs, load_run
+from lth.errors import LthError
 
 CONTROLS = ("random_prune", "invert", "random_reinit")
 
@@ -129,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None,
                         help="only seeds 0..SEEDS-1 (default: every stored seed)")
     args = parser.parse_args(argv)
-    runs = [run for run in map(load_run, find_runs(args.paths))
-            if args.seeds is None or run.seed < args.seeds]
+    try:
+        runs = [run for run in map(load_run, find_runs(args.paths))
+                if args.seeds is None or run.seed < args.seeds]
+    except LthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if not runs:
         print(f"error: no stored runs under {', '.join(args.paths)}", file=sys.stderr)
         return 2

@@ -28,11 +28,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from lth.errors import ConfigError, LthError
 from lth.export import (
     export_onnx,
     interleaved_latency,
@@ -48,9 +49,11 @@ from lth.models import VGG, LeNet300100, ResNetCIFAR, count_parameters
 from lth.pruning import apply_mask, density, full_mask, prune_mask
 from lth.pruning.channels import channel_groups, remove_channels
 from lth.pruning.structured import prune_channel_groups
-from lth.store import RunStore
 from lth.train import evaluate
 from scripts._deploy_report_lib import machine, rows_of, write_markdown, write_plot
+
+if TYPE_CHECKING:
+    from experiments.stored import StoredRun
 
 CHANNEL_FRACTIONS = (0.25, 0.5, 0.75)
 
@@ -109,29 +112,30 @@ def speed_section(arch: str, args: argparse.Namespace, folder: Path) -> list[dic
     models["ticket-90%"] = (sparse_model, {"kind": "ticket", "sparsity": 1 - density(ticket)})
     variants = {}
     for key, (model, info) in models.items():
-        variants[key] = {"sparsity": 0.0, **info, "cost": model_cost(model, x[:1]),
+        mask = ticket if key == "ticket-90%" else None
+        variants[key] = {"sparsity": 0.0, **info, "cost": model_cost(model, x[:1], mask),
                          "files": export_pair(model, x, calib, folder, f"{arch}-{key}")}
     measure(variants, x[:1], x, args)
     return rows_of("speed", arch, variants)
 
 
-def _open(run_dir: str) -> tuple[RunStore, Any]:
-    from experiments.export import open_run
+def opened(run_dir: str, key: str, kind: str = "lottery") -> StoredRun:
+    """A stored run named by the option ``key``, reopened (kind, schema and hash checked)."""
+    from experiments.stored import open_run
 
-    return open_run(run_dir)
+    return open_run(run_dir, key=key, kinds=(kind,))
 
 
-def stored_round(run_dir: str, data=None, k: int | None = None):  # noqa: ANN001, ANN201
-    """Round ``k`` (default: the last completed) of a stored lottery run: (model with its mask
-    applied, mask, dataset, run config)."""
+def stored_round(run: StoredRun, data=None, k: int | None = None):  # noqa: ANN001, ANN201
+    """Round ``k`` (default: the last completed) of a reopened lottery run: (model with its
+    mask applied, mask, dataset, run config)."""
     from experiments.setup import load_data, model_factory
     from lth.export.pipeline import load_round, resolve_round
 
-    store, cfg = _open(run_dir)
-    data = data if data is not None else load_data(cfg, torch.device("cpu"))
-    model = model_factory(cfg, data)()
-    mask = load_round(model, store, resolve_round(store, k))
-    return model, mask, data, cfg
+    data = data if data is not None else load_data(run.cfg, torch.device("cpu"))
+    model = model_factory(run.cfg, data)()
+    mask = load_round(model, run.store, resolve_round(run.store, k))
+    return model, mask, data, run.cfg
 
 
 def channels_removed(full: nn.Module, small: nn.Module) -> float:
@@ -141,41 +145,53 @@ def channels_removed(full: nn.Module, small: nn.Module) -> float:
     return 1 - count(small) / max(1, count(full))
 
 
-def stored_student(run_dir: str, data) -> tuple[nn.Module, dict]:  # noqa: ANN001
-    """The student of a stored ``experiments.distill`` run, and its record."""
+def stored_student(run: StoredRun, data) -> tuple[nn.Module, dict]:  # noqa: ANN001
+    """The student of a reopened ``experiments.distill`` run, and its record."""
     from omegaconf import OmegaConf
 
     from experiments.setup import model_factory
 
-    store = RunStore(Path(run_dir))
-    cfg = OmegaConf.load(store.config_path)
-    (record,) = store.read_metrics() or [None]
+    (record,) = run.store.read_metrics() or [None]
     if record is None:
-        raise SystemExit(f"error: {run_dir} has no complete student: run experiments.distill")
-    node = OmegaConf.create({"model": cfg.model, "dataset": {"name": "stored"}})
+        raise ConfigError(f"--student-run={run.store.root} has no complete student: run or "
+                          "resume its python -m experiments.distill command first")
+    node = OmegaConf.create({"model": run.cfg.model, "dataset": {"name": "stored"}})
     model = model_factory(node, data)()
-    model.load_state_dict(store.load_tensors(store.final_path(0)))
+    model.load_state_dict(run.store.load_tensors(run.store.final_path(0)))
     return model.eval(), record
 
 
-def accuracy_section(args: argparse.Namespace, folder: Path) -> list[dict]:
+def open_runs(args: argparse.Namespace) -> dict[str, list[StoredRun]]:
+    """Every run the options name, reopened before anything is measured: a bad one fails
+    at once, not after the speed section."""
+    if not args.ticket_run and (args.channel_run or args.student_run):
+        raise ConfigError("--channel-run and --student-run are compared with a --ticket-run: "
+                          "pass --ticket-run=<a run directory of python -m experiments.lottery>")
+    return {"ticket": [opened(args.ticket_run, "--ticket-run")] if args.ticket_run else [],
+            "channel": [opened(r, "--channel-run") for r in args.channel_run],
+            "student": [opened(r, "--student-run", "distill") for r in args.student_run]}
+
+
+def accuracy_section(runs: dict[str, list[StoredRun]], args: argparse.Namespace,
+                     folder: Path) -> list[dict]:
     """Part 2: the stored runs' dense network (round 0 of --ticket-run), ticket (its last
     round), channel-pruned networks (--channel-run, physically smaller) and students
     (--student-run), side by side; nothing is trained here."""
-    dense, _, data, cfg = stored_round(args.ticket_run, k=0)
-    ticket, ticket_mask, _, _ = stored_round(args.ticket_run, data)
+    (ticket_run,) = runs["ticket"]
+    dense, _, data, cfg = stored_round(ticket_run, k=0)
+    ticket, ticket_mask, _, _ = stored_round(ticket_run, data)
     arch = f"{cfg.model._target_.rsplit('.', 1)[-1]}-{cfg.dataset.name}"
     models = {"dense": (dense.eval(), {"kind": "dense"}),
               f"ticket-{round(100 * (1 - density(ticket_mask)))}%": (ticket, {
                   "kind": "ticket", "sparsity": 1 - density(ticket_mask), "mask": ticket_mask})}
-    for run in args.channel_run:
+    for run in runs["channel"]:
         model, mask, _, _ = stored_round(run, data)
         small = remove_channels(model, mask, data.x_train[:8])
         removed = channels_removed(model, small)
         models[f"channels-{round(100 * removed)}%"] = (small, {
             "kind": "structured", "channels_removed": removed, "sparsity": 1 - density(mask)})
     dense_params = count_parameters(dense)
-    for run in args.student_run:
+    for run in runs["student"]:
         student, record = stored_student(run, data)
         models[f"student-{count_parameters(student)}p"] = (student, {
             "kind": "distilled", "sparsity": 1 - count_parameters(student) / dense_params})
@@ -189,7 +205,7 @@ def measure_digits(models: dict, data, args: argparse.Namespace, folder: Path,
     for key, (model, info) in models.items():
         files = export_pair(model, data.x_test, calib, folder, f"digits-{key}")
         variants[key] = {"sparsity": 0.0, **info, "files": files,
-                         "cost": model_cost(model, data.x_test[:1]),
+                         "cost": model_cost(model, data.x_test[:1], info.get("mask")),
                          "torch_acc": evaluate(model, data.x_test, data.y_test)[1]}
         if "mask" in info:
             sparse = save_sparse(folder / f"{key}.sparse.pt", model.state_dict(), info.pop("mask"))
@@ -241,8 +257,19 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def main() -> None:
+def main() -> int:
     args = parse_args()
+    try:
+        runs = open_runs(args)
+        report(args, runs)
+    except LthError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def report(args: argparse.Namespace, runs: dict[str, list[StoredRun]]) -> None:
+    """Measure both parts and write the report files under ``args.out``."""
     torch.set_num_threads(1)  # 2 shared cores: more threads only oversubscribe them
     meta = {"command": "python -m scripts.deploy_report " + shlex.join(sys.argv[1:]),
             "runs": [r for r in [args.ticket_run, *args.channel_run, *args.student_run] if r],
@@ -257,7 +284,7 @@ def main() -> None:
             rows += speed_section(arch, args, Path(tmp))
         if args.ticket_run:
             print(f"accuracy: stored runs {args.ticket_run} and others", flush=True)
-            rows += accuracy_section(args, Path(tmp))
+            rows += accuracy_section(runs, args, Path(tmp))
         meta["lenet_sparse_checkpoint"] = lenet_sparse_file(Path(tmp))
     meta["wall_s"] = round(time.time() - time.mktime(time.strptime(meta["date"],
                                                                   "%Y-%m-%d %H:%M:%S")))
@@ -268,4 +295,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

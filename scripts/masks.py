@@ -35,26 +35,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def group_rows(runs: list, rounds: list[int] | None, band_kind: str) -> list:
     """The overlap rows of one group of seeds (builds each run's model and settings)."""
-    from omegaconf import OmegaConf
-
-    from experiments import setup
-    from experiments.schema import LotterySchema
+    from experiments.stored import open_run, prepared
     from lth.analysis.mask_report import overlap_rows
     from lth.analysis.overlap import oneshot_mask
     from lth.pruning import layer_rates
-    from lth.store import RunStore
 
-    cfg = OmegaConf.merge(OmegaConf.structured(LotterySchema), runs[0].config)
-    cfg.device = "cpu"
-    prep = setup.prepare(cfg)
-    settings = setup.settings_from(cfg, prep.iters_per_epoch)
+    stores = {run.seed: open_run(run.path, key=None) for run in runs}  # kind, schema, hash
+    first = stores[runs[0].seed]
+    first.cfg.device = "cpu"
+    prep, settings = prepared(first)
     model = prep.make_model()
     common = set.intersection(*({r["round"] for r in run.rounds} for run in runs)) - {0}
     rows = []
     for k in sorted(common if rounds is None else common & set(rounds)):
         masks, oneshot = {}, {}
         for run in runs:
-            store = RunStore(run.path)
+            store = stores[run.seed].store
             masks[run.seed] = store.load_tensors(store.mask_path(k))
             rates = layer_rates(model, sorted(masks[run.seed]), settings.rates)
             oneshot[run.seed] = oneshot_mask(

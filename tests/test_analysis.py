@@ -120,10 +120,11 @@ def test_aggregate_script_draws_oneshot_beside_the_ticket(tmp_path: Path) -> Non
 
     import yaml
 
+    from lth.store import run_hash
     from scripts.aggregate import main as aggregate_main
 
     for r in [iterative(0, [0.8, 0.82, 0.83, 0.81]), oneshot(0, 1, 0.79), oneshot(0, 3, 0.6)]:
-        d = tmp_path / "runs" / r.path.name
+        d = tmp_path / "runs" / "x" / run_hash(r.config)  # named as the store names it
         d.mkdir(parents=True)
         (d / "config.yaml").write_text(yaml.safe_dump(r.config))
         (d / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in r.rounds))

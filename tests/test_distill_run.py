@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +140,38 @@ def test_cli_bad_teacher_round_is_one_line(teachers, tmp_path) -> None:
     assert not (teachers[0].parent.parent / "distill").exists() or all(
         "round=7" not in p.read_text() for p in
         (teachers[0].parent.parent / "distill").glob("*/config.yaml"))
+
+
+def test_a_stored_student_reopens_as_its_kind_and_an_edited_one_is_refused(
+        teachers, tmp_path, monkeypatch, capsys) -> None:
+    from experiments.stored import open_run
+    from lth.errors import CheckpointError
+    from scripts import runs as runs_cli
+
+    store = student(teachers[0], "params_round=1")  # stored by the first test: not retrained
+    opened = open_run(store.root, key="--student-run", kinds=("distill",))
+    assert opened.kind == "distill" and opened.cfg.teacher == str(teachers[0])
+    with pytest.raises(ConfigError, match="is a run of python -m experiments.distill"):
+        open_run(store.root)  # a student is no teacher for a lottery branch
+    # The index reads students through the same store readers, hash checked.
+    assert runs_cli.main([str(teachers[0].parent.parent)]) == 0
+    listed = [ln.split()[:2] for ln in capsys.readouterr().out.splitlines()]
+    assert ["distill", store.root.name] in listed
+    copy = tmp_path / "distill" / store.root.name
+    shutil.copytree(store.root, copy, ignore=shutil.ignore_patterns(".lock"))
+    config = copy / "config.yaml"
+    config.write_text(config.read_text().replace("temperature: 4.0", "temperature: 2.0"))
+    with pytest.raises(CheckpointError, match=f"hashes to .*, not to its directory's name "
+                       f"{store.root.name}: it was edited"):
+        open_run(copy, kinds=("distill",))
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("torch_pruning")
+    from scripts import deploy_report
+
+    monkeypatch.setattr(sys, "argv", ["deploy_report", "--archs", "", "--out",
+                                      str(tmp_path / "report"), "--ticket-run",
+                                      str(teachers[0]), "--student-run", str(copy)])
+    assert deploy_report.main() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {config} hashes to ")
+    assert not (tmp_path / "report").exists()  # refused before anything is measured

@@ -27,6 +27,7 @@ from lth.export import (  # noqa: E402
     session,
 )
 from lth.models import ResNetCIFAR  # noqa: E402
+from lth.models.macs import CONVENTION, count_macs  # noqa: E402
 from lth.pruning.channels import remove_channels  # noqa: E402
 from lth.store import RunStore, config_hash  # noqa: E402
 from tests.conftest import PYTHON, ROOT, cli_env  # noqa: E402
@@ -89,6 +90,22 @@ def test_channel_rounds_record_the_smaller_networks_macs(channel_run: Path) -> N
     assert ticket["macs_dense"] == dense["macs_dense"]
 
 
+@pytest.mark.parametrize("structured", [False, True])
+def test_the_export_reports_macs_as_the_round_records_them(channel_run: Path, tmp_path: Path,
+                                                           structured: bool) -> None:
+    report = export(channel_run, "round=1", f"structured={str(structured).lower()}",
+                    f"out_dir={tmp_path}", "latency_repeats=1", "latency_warmup=0")
+    record = RunStore(channel_run).read_metrics()[1]
+    assert report["macs_convention"] == CONVENTION
+    assert json.loads((tmp_path / "report.json").read_text())["macs_convention"] == CONVENTION
+    if structured:  # the smaller network: nothing pruned is left in it
+        assert report["macs_dense"] == report["macs_sparse"] == record["macs_structured"]
+    else:  # the ticket as trained, its zeros in place
+        assert (report["macs_dense"], report["macs_sparse"]) == (record["macs_dense"],
+                                                                 record["macs_sparse"])
+        assert report["macs_sparse"] < report["macs_dense"]
+
+
 def test_sparse_export_round_trips_the_stored_ticket(channel_run: Path) -> None:
     report = export(channel_run, "format=sparse", "round=1")
     store = RunStore(channel_run)
@@ -110,7 +127,8 @@ def test_residual_network_exports_and_matches_pytorch(tmp_path: Path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(got), small(x), rtol=1e-4, atol=1e-4)
     cost = model_cost(small, x[:1])
-    assert cost.params < 0.3 * sum(p.numel() for p in model.parameters()) and cost.macs > 0
+    assert cost.params < 0.3 * sum(p.numel() for p in model.parameters())
+    assert cost.macs_dense == cost.macs_sparse == count_macs(small, x[:1]).dense > 0
     latency = interleaved_latency({"small": session(path)}, x.numpy(), rounds=2, repeats=2)
     assert latency["small"] > 0
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lth.store import run_hash
 from scripts import runs as runs_cli
 from tests.conftest import PYTHON, ROOT
 
@@ -17,9 +18,11 @@ BASE = {"name": "mnist1d_mlp", "seed": 0, "output_root": "runs",
         "optimizer": {"lr": 0.001}, "prune": {"rounds": 2, "fraction": 0.2, "controls": []}}
 
 
-def store_run(root: Path, hash_: str, cfg: dict, accs: list[float],
+def store_run(root: Path, cfg: dict, accs: list[float],
               controls: tuple[str, ...] = ()) -> Path:
-    """A run directory with the text files scripts.runs reads (no weights needed)."""
+    """A run directory, named by its config's hash, with the text files scripts.runs reads
+    (no weights needed)."""
+    hash_ = run_hash(cfg)
     path = root / cfg["name"] / hash_
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -44,12 +47,16 @@ def merged(**changes) -> dict:
     return cfg
 
 
+CONFIGS = {"a": merged(), "b": merged(seed=1), "c": merged(seed=1, prune__fraction=0.5)}
+A, B, C = (run_hash(c) for c in CONFIGS.values())
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Path:
     root = tmp_path / "runs"
-    store_run(root, "aaaaaaaaaaaa", merged(), [0.6, 0.62, 0.61], ("random_reinit",))
-    store_run(root, "bbbbbbbbbbbb", merged(seed=1), [0.58, 0.6])
-    store_run(root, "cccccccccccc", merged(seed=1, prune__fraction=0.5), [0.59])
+    store_run(root, CONFIGS["a"], [0.6, 0.62, 0.61], ("random_reinit",))
+    store_run(root, CONFIGS["b"], [0.58, 0.6])
+    store_run(root, CONFIGS["c"], [0.59])
     (root / ".hydra" / "x").mkdir(parents=True)  # Hydra's job folders are not runs
     return root
 
@@ -70,7 +77,8 @@ def _stdout(*argv: str) -> str:
 
 def test_lists_exactly_the_differing_keys(store: Path) -> None:
     rows = run_json(str(store))
-    assert [r["hash"] for r in rows] == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"]
+    assert [r["hash"] for r in rows] == sorted([A, B, C])  # listed in directory order
+    rows = sorted(rows, key=lambda r: [A, B, C].index(r["hash"]))
     assert all(set(r["keys"]) == {"seed", "prune.fraction"} for r in rows)
     first = rows[0]
     assert (first["rounds"], first["planned"], first["branches"]) == (3, 3, ["random_reinit"])
@@ -79,17 +87,18 @@ def test_lists_exactly_the_differing_keys(store: Path) -> None:
     assert rows[2]["ticket_acc"] is None  # only the dense round is stored
     table = _stdout(str(store)).splitlines()
     assert table[0].split()[:4] == ["name", "hash", "prune.fraction", "seed"]
-    assert len(table) == 4 and "1/3" in table[3] and "random_reinit" in table[1]
+    line = {h: next(ln for ln in table if h in ln) for h in (A, C)}
+    assert len(table) == 4 and "1/3" in line[C] and "random_reinit" in line[A]
 
 
 def test_where_filters_and_narrows_the_keys(store: Path) -> None:
     rows = run_json(str(store), "--where", "seed=1")
-    assert [r["hash"] for r in rows] == ["bbbbbbbbbbbb", "cccccccccccc"]
+    assert sorted(r["hash"] for r in rows) == sorted([B, C])
     assert all(set(r["keys"]) == {"prune.fraction"} for r in rows)
     rows = run_json(str(store), "--where", "seed=1", "--where", "prune.fraction=0.5")
-    assert [r["hash"] for r in rows] == ["cccccccccccc"] and rows[0]["keys"] == {}
+    assert [r["hash"] for r in rows] == [C] and rows[0]["keys"] == {}
     assert run_json(str(store), "--where", "model.hidden=[100, 100]", "--where", "seed=0"
-                    )[0]["hash"] == "aaaaaaaaaaaa"
+                    )[0]["hash"] == A
     assert run_json(str(store), "--where", "seed=7") == []
 
 
@@ -117,3 +126,18 @@ def test_an_empty_root_or_bad_filter_is_one_line_and_exit_2(tmp_path: Path, stor
     out, err = capsys.readouterr()
     assert out == "" and err.count("\n") == 1 and err.startswith("error: ")
     assert {"empty": "no run directory", "bad_where": "is not key=value"}[make] in err
+
+
+@pytest.mark.parametrize("damage", ["edited", "no_config"])
+def test_a_damaged_run_is_named_not_skipped(store: Path, damage: str, capsys) -> None:
+    path = store / "mnist1d_mlp" / B
+    config = path / "config.yaml"
+    if damage == "edited":
+        config.write_text(config.read_text().replace("seed: 1", "seed: 2"))
+    else:
+        config.unlink()
+    assert runs_cli.main([str(store)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1 and err.startswith(f"error: {config} ")
+    assert {"edited": f"hashes to {run_hash(merged(seed=2))}, not to its directory's name",
+            "no_config": "is missing: restore it"}[damage] in err

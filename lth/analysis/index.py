@@ -18,9 +18,11 @@ from typing import Any
 import yaml
 
 from lth.errors import ConfigError
+from lth.store import RunStore
 
 _MAX_DEPTH = 3  # <output_root>/<name>/<hash>/config.yaml
 _SKIPPED = ("wandb", "export")
+_RUN_FILES = ("config.yaml", "metrics.jsonl", "run.json")
 
 
 @dataclass
@@ -53,8 +55,9 @@ def flatten(cfg: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def find_run_dirs(root: Path, depth: int = 0) -> Iterable[Path]:
-    """Directories holding a ``config.yaml`` at or below ``root`` (not inside a run)."""
-    if (root / "config.yaml").is_file():
+    """Run directories at or below ``root`` (not inside a run): those holding a
+    ``config.yaml``, or a run's records without one (a damaged run is named, not skipped)."""
+    if any((root / name).is_file() for name in _RUN_FILES):
         yield root
         return
     if depth >= _MAX_DEPTH:
@@ -62,12 +65,6 @@ def find_run_dirs(root: Path, depth: int = 0) -> Iterable[Path]:
     for child in sorted(p for p in root.iterdir() if p.is_dir()):
         if not child.name.startswith((".", "round_")) and child.name not in _SKIPPED:
             yield from find_run_dirs(child, depth + 1)
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def planned_rounds(cfg: Mapping[str, Any]) -> int:
@@ -84,15 +81,12 @@ def planned_rounds(cfg: Mapping[str, Any]) -> int:
 
 
 def read_entry(path: Path) -> RunEntry:
-    """The index entry of the run directory ``path`` (ConfigError if a file is damaged)."""
-    try:
-        cfg = yaml.safe_load((path / "config.yaml").read_text()) or {}
-        records = _jsonl(path / "metrics.jsonl")
-        controls = _jsonl(path / "controls.jsonl")
-        info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path} cannot be read ({type(e).__name__}): repair or move the "
-                          "run directory, or list another output_root") from None
+    """The index entry of the run directory ``path``, read through its store
+    (CheckpointError naming the fix if a file is damaged or config.yaml was edited)."""
+    store = RunStore(path)
+    cfg = store.read_config()
+    store.check_name(cfg)
+    records, controls, info = store.read_metrics(), store.read_controls(), store.read_info()
     accs = [r["test_acc"] for r in records if "test_acc" in r]
     branches = {str(c.get("control")) for c in controls}
     branches |= {p.name for p in path.glob("round_*/*/*") if p.is_dir()}

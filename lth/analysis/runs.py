@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lth.errors import ConfigError
+from lth.store import RunStore
 
-# lth.lottery (and so torch) is imported where it is used: scripts.runs, which imports this
-# package, reads text files only and starts in a fraction of torch's import time.
+# scripts.runs, which imports this package, reads text files only: nothing here imports torch
+# at import time (lth.store reads tensors with a lazy import).
 
 _POINTER = "run_dir.txt"
 _MAX_DEPTH = 4  # <multirun>/<job>/run_dir.txt, <output_root>/<name>/<hash>/metrics.jsonl
@@ -76,12 +75,12 @@ def find_runs(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def load_run(path: str | Path) -> Run:
-    """The run stored at ``path``."""
-    from lth.store.store import RunStore
-
+    """The run stored at ``path``, read through its store: CheckpointError naming the fix if
+    its config.yaml is missing, damaged or no longer hashes to the directory's name."""
     store = RunStore(path)
-    config = yaml.safe_load(store.config_path.read_text()) if store.config_path.exists() else {}
-    return Run(Path(path), config or {}, store.read_metrics(), store.read_controls())
+    config = store.read_config()
+    store.check_name(config)
+    return Run(Path(path), config, store.read_metrics(), store.read_controls())
 
 
 def replicate_key(run: Run) -> str:

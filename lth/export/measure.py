@@ -1,5 +1,8 @@
 """What a deployed model costs: parameters, MACs, file size and ONNX Runtime CPU latency.
 
+MACs are counted in lth's one convention (``lth.models.macs.CONVENTION``), so an export's
+``macs_dense``/``macs_sparse`` are the round's own numbers in ``metrics.jsonl``.
+
 Latency is the median wall time of ``session.run`` over many repeats, after warm-up runs that
 are not counted. ``interleaved_latency`` times several models in turns (A, B, C, A, B, C, ...)
 so that a busy, shared machine slows them all alike and their ratios stay meaningful.
@@ -16,27 +19,30 @@ import numpy as np
 import torch
 from torch import nn
 
+from lth.models.macs import count_macs
+
 
 @dataclass(frozen=True)
 class ModelCost:
-    """Size of a PyTorch model: parameters, nonzero parameters and multiply-accumulates."""
+    """Size of a PyTorch model: parameters, nonzero parameters, and MACs per sample in lth's
+    one convention (``lth.models.macs``, as ``metrics.jsonl``): every weight, and only the
+    unpruned ones."""
 
     params: int
     nonzero: int
-    macs: int
+    macs_dense: int
+    macs_sparse: int
 
 
-def model_cost(model: nn.Module, example_input: torch.Tensor) -> ModelCost:
+def model_cost(model: nn.Module, example_input: torch.Tensor,
+               mask: Mapping[str, torch.Tensor] | None = None) -> ModelCost:
     """Parameters, nonzero parameters and MACs of one forward pass on ``example_input``
-    [1, *input_shape] (Torch-Pruning's op counter; conv and linear MACs dominate)."""
-    import torch_pruning as tp
-
+    [1, *input_shape]; ``macs_sparse`` counts the weights ``mask`` keeps (all without one)."""
     params = sum(p.numel() for p in model.parameters())
     nonzero = sum(int((p != 0).sum()) for p in model.parameters())
-    model = model.cpu().eval()
-    with torch.no_grad():
-        macs, _ = tp.utils.count_ops_and_params(model, example_input.cpu())
-    return ModelCost(params=params, nonzero=nonzero, macs=int(macs))
+    macs = count_macs(model.cpu(), example_input.cpu(), mask)
+    return ModelCost(params=params, nonzero=nonzero, macs_dense=macs.dense,
+                     macs_sparse=macs.sparse)
 
 
 def _time_runs(sess, feed: dict[str, np.ndarray], repeats: int) -> list[float]:

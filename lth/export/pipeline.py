@@ -5,7 +5,8 @@ Files of ``<out_dir>`` (default ``<run_dir>/export/round_<k>/``)::
     model.onnx        fp32 ONNX (channels physically removed when structured)
     model.int8.onnx   static int8 QDQ ONNX (quantize=int8)
     ticket.sparse.pt  compressed sparse checkpoint (format=sparse)
-    report.json       sizes, costs, accuracies, PyTorch-vs-ORT difference
+    report.json       sizes, costs (MACs as metrics.jsonl counts them), accuracies,
+                      PyTorch-vs-ORT difference
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from lth.export.onnx import export_onnx, ort_accuracy, ort_logits, session
 from lth.export.quantize import quantize_int8
 from lth.export.sparse import save_sparse
 from lth.files import write_text
+from lth.models.macs import CONVENTION
 from lth.pruning.channels import remove_channels
 from lth.pruning.mask import Mask, apply_mask, check_mask, density
 from lth.store.store import RunStore
@@ -107,16 +109,17 @@ def export_onnx_round(model: nn.Module, mask: Mask, data: Dataset, out_dir: Path
     """
     x_test, y_test = data.x_test.cpu(), data.y_test.cpu()
     example = x_test[:1]
-    if structured:
+    if structured:  # the smaller network keeps exactly the unpruned weights: no mask left
         model = remove_channels(model, mask, x_test[:8])
     model = model.cpu().eval()
-    cost = model_cost(model, example)
+    cost = model_cost(model, example, None if structured else mask)
     path = export_onnx(model, example, out_dir / ONNX_FILE, opset=opset)
     sess = session(path)
     with torch.no_grad():
         reference = model(x_test[:256]).numpy()
     report: dict[str, Any] = {
-        "structured": structured, **asdict(cost), "onnx": str(path),
+        "structured": structured, **asdict(cost), "macs_convention": CONVENTION,
+        "onnx": str(path),
         "onnx_bytes": path.stat().st_size, "torch_acc": evaluate(model, x_test, y_test)[1],
         "onnx_acc": ort_accuracy(sess, x_test, y_test),
         "onnx_max_abs_diff": float(abs(ort_logits(sess, x_test[:256]) - reference).max()),

@@ -5,9 +5,9 @@ Below the driver: ``lth.lottery`` trains rounds and branches into a ``RunStore``
 """
 
 from lth.store.follower import FollowerStore
-from lth.store.hashing import config_hash, semantic_config
+from lth.store.hashing import config_hash, run_hash, semantic_config
 from lth.store.lock import RunLock
 from lth.store.store import RunStore, checksum_path
 
 __all__ = ["FollowerStore", "RunLock", "RunStore", "checksum_path", "config_hash",
-           "semantic_config"]
+           "run_hash", "semantic_config"]

@@ -4,11 +4,12 @@ writes none (only rank 0 writes the run store; lth.train.distributed)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lth.store.store import RunStore
+
+if TYPE_CHECKING:
+    import torch
 
 
 class FollowerStore(RunStore):

@@ -1,6 +1,6 @@
 """Which config keys name a run: the semantic config and its hash.
 
-A run directory is named by ``config_hash`` of the resolved config. Keys that do not change
+A run directory is named by ``run_hash`` of the resolved config. Keys that do not change
 results are left out, and a key added later is left out while it holds the value that
 reproduces the old behaviour, so adding a key never renames stored runs (a test pins the
 default experiment's hash).
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import PurePath
 from typing import Any
 
 # Keys that change where or how a run is logged, not what it computes: not hashed.
@@ -97,3 +98,19 @@ def config_hash(cfg: dict[str, Any]) -> str:
     """A 12-hex-digit digest of the semantic config (canonical JSON, sorted keys)."""
     text = json.dumps(semantic_config(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def teacher_identity(path: str) -> str:
+    """``<name>/<hash>`` of the run directory ``path``: the run, wherever its root lies."""
+    p = PurePath(path)
+    return f"{p.parent.name}/{p.name}"
+
+
+def run_hash(cfg: dict[str, Any]) -> str:
+    """The name of the run directory of the resolved config ``cfg``: its ``config_hash``, in
+    which a student's ``teacher`` (a path in its config.yaml) is the teacher's identity
+    ``<name>/<hash>``, so moving the teacher's output root does not rename its students."""
+    teacher = cfg.get("teacher")
+    if isinstance(teacher, str):
+        cfg = {**cfg, "teacher": teacher_identity(teacher)}
+    return config_hash(cfg)

@@ -39,13 +39,15 @@ import os
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from lth.errors import CheckpointError, ConfigError
 from lth.files import TEMP_SUFFIX, atomic_write
-from lth.store.hashing import config_hash
+from lth.store import records
+from lth.store.hashing import run_hash
+
+if TYPE_CHECKING:  # imported where tensors are read or written: scripts.runs never needs it
+    import torch
 
 
 def checksum_path(path: Path) -> Path:
@@ -65,7 +67,7 @@ class RunStore:
         if not name or "/" in name or name.startswith("."):
             raise ConfigError(f"name={name!r} is not a valid experiment name: use letters, "
                               "digits, '_' or '-'")
-        return cls(Path(output_root) / name / config_hash(cfg))
+        return cls(Path(output_root) / name / run_hash(cfg))
 
     # -- names ---------------------------------------------------------------------------
     @property
@@ -159,15 +161,21 @@ class RunStore:
 
     def read_info(self) -> dict[str, Any]:
         """run.json as a dict ({} if there is none); CheckpointError if it is not one."""
-        path = self.info_path
-        try:
-            info = json.loads(path.read_text()) if path.exists() else {}
-            if not isinstance(info, dict) or not isinstance(info.get("rounds", {}), dict):
-                raise ValueError("not a JSON object with a 'rounds' object")
-        except (OSError, ValueError) as e:
-            raise CheckpointError(f"{path} cannot be read ({e}): restore it, or delete it "
-                                  "to let this run record its versions afresh") from None
-        return info
+        return records.read_info(self.info_path)
+
+    def read_config(self) -> dict[str, Any]:
+        """config.yaml as plain data; CheckpointError naming the fix if missing or damaged."""
+        return records.read_config(self.config_path)
+
+    def check_name(self, config: Mapping[str, Any]) -> None:
+        """CheckpointError unless ``config`` (the run's, as stored) hashes to the directory's
+        name: an edited config.yaml no longer describes the files beside it."""
+        got = run_hash(dict(config))
+        if got != self.root.name:
+            raise CheckpointError(
+                f"{self.config_path} hashes to {got}, not to its directory's name "
+                f"{self.root.name}: it was edited or made by another lth version; restore it "
+                "as the run wrote it, or run the edited config as a new experiment")
 
     def note_round_versions(self, k: int, versions: Mapping[str, str]) -> None:
         """Record in run.json (under ``rounds.<k>``) the versions that made round ``k``."""
@@ -177,6 +185,8 @@ class RunStore:
 
     def save(self, path: Path, obj: Any) -> None:
         """Save ``obj`` (tensors, numbers, strings, lists, dicts) atomically with a checksum."""
+        import torch
+
         buf = io.BytesIO()
         torch.save(obj, buf)
         data = buf.getvalue()
@@ -203,6 +213,8 @@ class RunStore:
             if expected != [hashlib.sha256(data).hexdigest()]:
                 raise CheckpointError(f"{path} is corrupt or truncated (its sha256 differs from "
                                       f"{sidecar.name}): {fix}")
+        import torch
+
         try:
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as e:  # torch raises many types for damaged files
@@ -215,6 +227,8 @@ class RunStore:
 
     def load_tensors(self, path: Path) -> dict[str, torch.Tensor]:
         """Load a dict of tensors with ``weights_only=True``; CheckpointError if unreadable."""
+        import torch
+
         fix = ("delete it and the metrics lines of its round and later rounds to redo them"
                if path.parent.name.startswith("round_") else
                "delete the run directory to start the experiment again")
@@ -258,7 +272,7 @@ class RunStore:
 
     def read_metrics(self) -> list[dict[str, Any]]:
         """The completed rounds' records, in order."""
-        return self._read_jsonl(self.metrics_path)
+        return records.read_jsonl(self.metrics_path)
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Add one round's record; the rename makes the round complete in one step."""
@@ -270,7 +284,7 @@ class RunStore:
 
     def read_branches(self, kind: str) -> list[dict[str, Any]]:
         """The completed branches of ``kind`` (``controls``, ``instability``), in order."""
-        return self._read_jsonl(self.branch_log_path(kind))
+        return records.read_jsonl(self.branch_log_path(kind))
 
     def append_branch(self, kind: str, record: dict[str, Any]) -> None:
         """Add one branch's record; it is complete once the file is renamed into place."""
@@ -278,28 +292,13 @@ class RunStore:
 
     def read_instability(self) -> list[dict[str, Any]]:
         """The analysed rounds' instability records, in order."""
-        return self._read_jsonl(self.instability_path)
+        return records.read_jsonl(self.instability_path)
 
     def append_instability(self, record: dict[str, Any]) -> None:
         """Add one round's instability record (written after its interpolation curve)."""
         self._append_jsonl(self.instability_path, record)
 
-    def _read_jsonl(self, path: Path) -> list[dict[str, Any]]:
-        if not path.exists():
-            return []
-        records = []
-        for n, line in enumerate(path.read_text().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise CheckpointError(
-                    f"{path} line {n} is not JSON; delete that line to redo its round"
-                ) from None
-        return records
-
     def _append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
-        lines = [json.dumps(r, sort_keys=True) for r in self._read_jsonl(path)]
+        lines = [json.dumps(r, sort_keys=True) for r in records.read_jsonl(path)]
         lines.append(json.dumps(record, sort_keys=True))
         self.write_text(path, "\n".join(lines) + "\n")
