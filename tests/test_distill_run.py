@@ -130,6 +130,7 @@ def test_cli_student_logs_to_wandb(teachers, tmp_path) -> None:
     rows = [row for row in run.history if "test/acc" in row and "round" in row]
     assert rows[-1]["test/acc"] == pytest.approx(record["test_acc"])
     assert json.loads((root / "run.json").read_text())["teacher"]["round"] == 0
+    assert not (tmp_path / "distill.log").exists(), "Hydra logs to stdout, not into the cwd"
 
 
 def test_cli_bad_teacher_round_is_one_line(teachers, tmp_path) -> None:

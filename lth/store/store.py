@@ -32,8 +32,6 @@ wrong one.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import tempfile
@@ -43,16 +41,12 @@ from typing import TYPE_CHECKING, Any
 
 from lth.errors import CheckpointError, ConfigError
 from lth.files import TEMP_SUFFIX, atomic_write
-from lth.store import records
+from lth.store import checked, records
+from lth.store.checked import checksum_path
 from lth.store.hashing import run_hash
 
 if TYPE_CHECKING:  # imported where tensors are read or written: scripts.runs never needs it
     import torch
-
-
-def checksum_path(path: Path) -> Path:
-    """The sidecar holding ``path``'s sha256, in ``sha256sum`` format."""
-    return path.with_name(path.name + ".sha256")
 
 
 class RunStore:
@@ -185,41 +179,12 @@ class RunStore:
 
     def save(self, path: Path, obj: Any) -> None:
         """Save ``obj`` (tensors, numbers, strings, lists, dicts) atomically with a checksum."""
-        import torch
-
-        buf = io.BytesIO()
-        torch.save(obj, buf)
-        data = buf.getvalue()
-        checksum_path(path).unlink(missing_ok=True)
-        atomic_write(path, data)
-        atomic_write(checksum_path(path),
-                      f"{hashlib.sha256(data).hexdigest()}  {path.name}\n".encode())
+        checked.write(path, obj)
 
     def load(self, path: Path, fix: str) -> Any:
         """Load with ``weights_only=True`` after checking the checksum; CheckpointError (whose
         message ends with ``fix``) if the file is missing, corrupt or truncated."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise CheckpointError(
-                f"{path} is missing: the run directory is incomplete; delete the round's "
-                "metrics line or the run directory to redo it"
-            ) from None
-        except OSError as e:
-            raise CheckpointError(f"{path} cannot be read ({e.strerror}): {fix}") from None
-        sidecar = checksum_path(path)
-        if sidecar.exists():
-            expected = sidecar.read_text().split(maxsplit=1)[:1]
-            if expected != [hashlib.sha256(data).hexdigest()]:
-                raise CheckpointError(f"{path} is corrupt or truncated (its sha256 differs from "
-                                      f"{sidecar.name}): {fix}")
-        import torch
-
-        try:
-            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except Exception as e:  # torch raises many types for damaged files
-            raise CheckpointError(
-                f"{path} is corrupt or truncated ({type(e).__name__}): {fix}") from None
+        return checked.read(path, fix)
 
     def save_tensors(self, path: Path, tensors: dict[str, torch.Tensor]) -> None:
         """Save a flat dict of tensors (moved to CPU) atomically, with a checksum."""
