@@ -13,14 +13,14 @@ from lth.errors import ConfigError
 from lth.pruning import density, full_mask, kept_count, prune_mask
 from lth.pruning.init_scores import (
     GRASP_TEMPERATURE,
-    ScorePruner,
     grasp_scores,
     snip_scores,
-    synflow_mask,
+    synflow,
     synflow_scores,
 )
 from lth.pruning.prune import invert_mask, mask_from_scores
-from lth.pruning.scores import compute_scores
+from lth.pruning.pruner import Pruner, PrunerSettings, iterative_mask
+from lth.pruning.scores import ScoreInputs, compute_scores
 from tests.conftest import TinyMLP, make_blobs
 
 
@@ -135,8 +135,15 @@ class DeepNarrow(nn.Module):
         return self.out(x)
 
 
-def pruner_for(make, data, **kw) -> ScorePruner:
-    return ScorePruner(make, data.x_train, data.y_train, 32, **kw)
+def pruner_for(make, data, **kw) -> Pruner:
+    return Pruner(make, data.x_train, data.y_train, 32, PrunerSettings(**kw))
+
+
+def synflow_mask(model: nn.Module, mask, dens, scope: str, iterations: int, on_step=None,
+                 pool_bias: bool = False):
+    """Iterative SynFlow on ``model`` (in place: a copy), as the pruner runs it."""
+    inputs = ScoreInputs({}, mask, 0, model=model, input_shape=(20,))
+    return iterative_mask(synflow, inputs, dens, scope, iterations, pool_bias, on_step)
 
 
 def test_synflow_avoids_layer_collapse_where_magnitude_at_init_does_not(one_thread) -> None:
@@ -163,7 +170,7 @@ def test_iterative_synflow_is_exact_and_nested(one_thread) -> None:
     seen: list = []
     copy = TinyMLP()
     copy.load_state_dict(model.state_dict())
-    final = synflow_mask(copy, mask, dens, "global", 10, (20,), seen.append)
+    final = synflow_mask(copy, mask, dens, "global", 10, seen.append)
     size = sum(m.numel() for m in mask.values())
     assert len(seen) == 10
     assert sum(int(m.sum()) for m in final.values()) == kept_count(size, 0.05)
@@ -181,7 +188,7 @@ def test_layerwise_synflow_with_bias_pooling_prunes_each_layers_parameters_toget
     dens = {n: 0.2 for n in mask}
     copy = TinyMLP()
     copy.load_state_dict(model.state_dict())
-    final = synflow_mask(copy, mask, dens, "layerwise", 5, (20,), pool_bias=True)
+    final = synflow_mask(copy, mask, dens, "layerwise", 5, pool_bias=True)
     layers = {n.rsplit(".", 1)[0] for n in mask}
     for layer in layers:
         names = [n for n in mask if n.startswith(layer + ".")]
@@ -198,8 +205,8 @@ def test_synflow_is_data_independent(one_thread) -> None:
     state = TinyMLP().state_dict()
     mask = full_mask(TinyMLP())
     dens = {n: 0.1 for n in mask}
-    masks = [ScorePruner(TinyMLP, d.x_train, d.y_train, b)(state, mask, strategy="synflow",
-                                                            seed=s, densities=dens)
+    masks = [Pruner(TinyMLP, d.x_train, d.y_train, b)(state, mask, strategy="synflow",
+                                                       seed=s, densities=dens)
              for d, b, s in ((make_blobs(seed=0), 16, 0), (make_blobs(seed=5), 64, 9))]
     assert all(torch.equal(masks[0][n], masks[1][n]) for n in mask)
 
@@ -243,7 +250,7 @@ def test_pruner_rejects_bad_settings_and_missing_training_data() -> None:
         pruner_for(TinyMLP, data, score_batches=0)
     with pytest.raises(ConfigError, match="score_iterations=0 must be at least 1"):
         pruner_for(TinyMLP, data, score_iterations=0)
-    empty = ScorePruner(TinyMLP, data.x_train[:0], data.y_train[:0], 32)
+    empty = Pruner(TinyMLP, data.x_train[:0], data.y_train[:0], 32)
     with pytest.raises(ConfigError, match="has 0 training samples: use a data-free"):
         empty.check("grasp")
     empty.check("synflow")
