@@ -72,11 +72,13 @@ def test_snip_equals_gradient_times_weight_on_a_fixed_batch() -> None:
 
 
 def test_grasp_hessian_gradient_product_matches_a_finite_difference() -> None:
+    # H g over the scored tensors only: g of fc1.weight and out.weight, the step along it,
+    # the change of their gradients (fc1.bias, fc2 do not enter g).
     model = TinyMLP(dim=6, hidden=5, classes=3).double()
     torch.manual_seed(2)
     x, y = torch.randn(16, 6, dtype=torch.float64), torch.randint(0, 3, (16,))
-    names = [n for n, _ in model.named_parameters()]
-    params = [p for _, p in model.named_parameters()]
+    names = ["fc1.weight", "out.weight"]
+    params = [model.get_parameter(n) for n in names]
 
     def grad() -> list[torch.Tensor]:
         loss = F.cross_entropy(model(x) / GRASP_TEMPERATURE, y)
@@ -95,9 +97,8 @@ def test_grasp_hessian_gradient_product_matches_a_finite_difference() -> None:
         for p, d in zip(params, g):
             p.add_(eps * d)
     weights = {n: p.detach().clone() for n, p in zip(names, params)}
-    scores = grasp_scores(model, ["fc1.weight", "out.weight"], [(x, y)])
-    for n in ("fc1.weight", "out.weight"):
-        i = names.index(n)
+    scores = grasp_scores(model, names, [(x, y)])
+    for i, n in enumerate(names):
         hg = (plus[i] - minus[i]) / (2 * eps)
         torch.testing.assert_close(scores[n], (weights[n] * hg).float(), rtol=1e-4, atol=1e-12)
 

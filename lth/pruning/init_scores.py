@@ -4,7 +4,10 @@
   batches (cross-entropy, mean over each batch);
 - ``grasp`` (Wang et al. 2020): GraSP removes the weights with the highest S = -w * (H g),
   g = dL/dw and H g by double backprop, logits divided by a temperature of 200 as in the
-  reference implementation; so here w * (H g) is the score and its highest survive;
+  reference implementation; so here w * (H g) is the score and its highest survive. g and H g
+  are taken over the pruned weights only, the mask's tensors, as the reference
+  implementations do (Synaptic-Flow's ``GraSP``, the official code): biases and BatchNorm
+  scales outside the mask do not enter g, and g is zero at pruned weights;
 - ``synflow`` (Tanaka et al. 2020): data-free. Every parameter replaced by its absolute value,
   an all-ones input, R the sum of the outputs, score |dR/dw * w|; applied iteratively over
   ``score_iterations`` steps on an exponential density schedule, re-scoring the masked
@@ -27,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lth.errors import ConfigError
+from lth.pruning.mask import Mask
 from lth.pruning.scores import Batches, ScoreInputs
 
 GRASP_TEMPERATURE = 200.0  # the reference implementation's logit temperature
@@ -63,25 +67,29 @@ def snip_scores(model: nn.Module, names: Iterable[str],
 
 
 def grasp_scores(model: nn.Module, names: Iterable[str], batches: Batches,
-                 temperature: float = GRASP_TEMPERATURE) -> dict[str, torch.Tensor]:
+                 temperature: float = GRASP_TEMPERATURE,
+                 mask: Mask | None = None) -> dict[str, torch.Tensor]:
     """w * (H g) of each named parameter (GraSP's -S: higher survives), H and g of the loss
-    of logits / ``temperature`` summed over ``batches``; ``model`` in place, in the mode it
-    is in."""
-    batches = list(batches)
-    params = [p for p in model.parameters() if p.requires_grad]
+    of logits / ``temperature`` summed over ``batches``, taken over the named parameters
+    only (g zero where ``mask`` prunes); ``model`` in place, in the mode it is in."""
+    batches, names = list(batches), list(names)
+    by_name = dict(model.named_parameters())
+    params = [by_name[n] for n in names]
     stopped = [torch.zeros_like(p) for p in params]
     for x, y in batches:
         grads = torch.autograd.grad(F.cross_entropy(model(x) / temperature, y), params,
                                     allow_unused=True)
         stopped = [s + (g if g is not None else 0) for s, g in zip(stopped, grads)]
+    if mask is not None:  # the reference's g is dL/d(w * m): zero at pruned weights
+        stopped = [s * mask[n].to(s.device) for s, n in zip(stopped, names)]
     model.zero_grad()
     for x, y in batches:
         grads = torch.autograd.grad(F.cross_entropy(model(x) / temperature, y), params,
                                     create_graph=True, allow_unused=True)
         dot = sum((s * g).sum() for s, g in zip(stopped, grads) if g is not None)
         dot.backward()  # d(g_stopped . g)/dw = H g_stopped
-    by_name = dict(model.named_parameters())
-    return {n: (by_name[n].grad * by_name[n]).detach().float().cpu() for n in names}
+    return {n: (p.grad * p if p.grad is not None else torch.zeros_like(p)).detach().float().cpu()
+            for n, p in zip(names, params)}
 
 
 def synflow_scores(model: nn.Module, names: Iterable[str],
@@ -112,7 +120,8 @@ def snip(inputs: ScoreInputs) -> dict[str, torch.Tensor]:
 
 def grasp(inputs: ScoreInputs) -> dict[str, torch.Tensor]:
     """GraSP's scores (higher survives) of the mask's tensors on the inputs' batches."""
-    return grasp_scores(_model(inputs), list(inputs.mask), inputs.batches or [])
+    return grasp_scores(_model(inputs), list(inputs.mask), inputs.batches or [],
+                        mask=inputs.mask)
 
 
 def synflow(inputs: ScoreInputs) -> dict[str, torch.Tensor]:

@@ -230,8 +230,8 @@ for _score in (
     Score("snip", "lth.pruning.init_scores:snip", "the largest \\|∂L/∂w ⊙ w\\| (Lee et al. "
           "2019), L summed over `prune.score_batches` batches",
           needs=("weights", "model", "batches")),
-    Score("grasp", "lth.pruning.init_scores:grasp", "the largest w ⊙ (H g) (Wang et al. 2020; "
-          "GraSP removes the largest −w ⊙ H g), logits / 200",
+    Score("grasp", "lth.pruning.init_scores:grasp", "the largest w ⊙ (H g) over the pruned "
+          "weights (Wang et al. 2020; GraSP removes the largest −w ⊙ H g), logits / 200",
           needs=("weights", "model", "batches")),
     Score("synflow", "lth.pruning.init_scores:synflow", "the largest \\|∂R/∂w ⊙ w\\| of the "
           "all-ones input's summed output, \\|parameters\\|, float64, re-scored over "
