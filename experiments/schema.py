@@ -51,6 +51,7 @@ class PruneSchema:
     at_init: bool = False                # each round k >= 1 prunes its start weights (init)
     score_batches: int = 1               # snip/grasp: training batches the scores sum over
     score_iterations: int = 100          # synflow: scoring steps, exponential density schedule
+    score_mode: str = "train"            # snip/grasp: scratch model in train | eval mode (BN)
 
 
 @dataclass

@@ -230,9 +230,12 @@ def prepare(cfg: DictConfig) -> Prepared:
 
 
 def pruner_settings(cfg: DictConfig) -> PrunerSettings:
-    """The pruner's ``prune.*`` keys, checked."""
+    """The pruner's ``prune.*`` keys, checked (``score_mode`` is ``train`` where a config
+    stored before the key existed lacks it)."""
     p = cfg.prune
-    return PrunerSettings(p.score_batches, p.score_iterations, p.pool_bias, p.channel_score)
+    return PrunerSettings(p.score_batches, p.score_iterations,
+                          OmegaConf.select(cfg, "prune.score_mode", default="train"),
+                          p.pool_bias, p.channel_score)
 
 
 def make_pruner(cfg: DictConfig, data: Dataset, make_model: Callable[[], torch.nn.Module],

@@ -1,4 +1,4 @@
-"""GraSP against the reference implementations.
+"""GraSP against the reference implementations, and ``prune.score_mode``.
 
 The reference (Synaptic-Flow's ``Pruners/pruners.py`` class ``GraSP``, after the official
 alecwangcq/GraSP code) masks each prunable tensor in the forward pass (w * m) and takes g and
@@ -6,7 +6,7 @@ H g with respect to those tensors only, over the batches of a loader walked twic
 then with a graph); the score is H g * w (divided by |sum|), and the global mask keeps the
 entries above the k-th smallest score. Re-implemented below on a network with biases and
 BatchNorm (the masks hold the conv/linear weights only, as the reference's do), it must give
-lth's scores and mask on the same batches (BatchNorm in train mode), dense and half pruned.
+lth's scores and mask on the same batches, in both BatchNorm modes, dense and half pruned.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from torch.nn.utils import parametrize
 from lth.data.batches import BatchIterator
 from lth.pruning import full_mask
 from lth.pruning.pruner import Pruner, PrunerSettings
+from tests.conftest import TinyMLP
 from tests.pinned_masks import PinConv
 
 BATCH, BATCHES, SEED = 16, 2, 5
@@ -86,15 +87,17 @@ def setup(half_pruned: bool):
     return make, state, mask, x, y
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
 @pytest.mark.parametrize("half_pruned", [False, True])
 def test_grasp_equals_the_reference_on_a_network_with_biases_and_batchnorm(
-        half_pruned: bool, one_thread) -> None:
+        mode: str, half_pruned: bool, one_thread) -> None:
     make, state, mask, x, y = setup(half_pruned)
-    pruner = Pruner(make, x, y, BATCH, PrunerSettings(BATCHES))
+    pruner = Pruner(make, x, y, BATCH, PrunerSettings(BATCHES, score_mode=mode))
     ours = pruner.scores(state, mask, strategy="grasp", seed=SEED)
     it = BatchIterator(x, y, BATCH, SEED)
     reference = make()
     reference.load_state_dict(state)
+    reference.train(mode == "train")
     theirs = reference_grasp(reference, mask, [it.batch(i) for i in range(BATCHES)])
     scale = max(float(t.abs().max()) for t in theirs.values())
     for n in mask:  # ours are float32
@@ -127,3 +130,33 @@ def test_grasp_over_every_parameter_is_not_the_reference(one_thread) -> None:
     theirs = reference_grasp(reference, mask, batches)
     assert not all(torch.allclose(every[n], theirs[n], rtol=1e-3) for n in mask)
 
+
+def snip_of(make, mode: str) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    net = make()
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(64, *((1, 8, 8) if isinstance(net, PinConv) else (20,)), generator=gen)
+    y = torch.randint(0, 4, (64,), generator=gen)
+    pruner = Pruner(make, x, y, BATCH, PrunerSettings(BATCHES, score_mode=mode))
+    return pruner.scores(net.state_dict(), full_mask(net), strategy="snip", seed=SEED)
+
+
+def test_score_mode_changes_snip_on_batchnorm_and_not_on_an_mlp(one_thread) -> None:
+    bn = [snip_of(PinConv, mode) for mode in ("train", "eval")]
+    assert not all(torch.allclose(bn[0][n], bn[1][n]) for n in bn[0])
+    mlp = [snip_of(TinyMLP, mode) for mode in ("train", "eval")]
+    assert all(torch.equal(mlp[0][n], mlp[1][n]) for n in mlp[0])
+
+
+def test_dropout_is_off_in_both_modes(one_thread) -> None:
+    class Dropped(TinyMLP):
+        def __init__(self) -> None:
+            super().__init__()
+            self.drop = nn.Dropout(0.5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(self.drop(x))
+
+    for mode in ("train", "eval"):
+        a, b = snip_of(Dropped, mode), snip_of(TinyMLP, mode)
+        assert all(torch.equal(a[n], b[n]) for n in b), mode  # dropout never fired

@@ -251,6 +251,8 @@ def test_pruner_rejects_bad_settings_and_missing_training_data() -> None:
         pruner_for(TinyMLP, data, score_batches=0)
     with pytest.raises(ConfigError, match="score_iterations=0 must be at least 1"):
         pruner_for(TinyMLP, data, score_iterations=0)
+    with pytest.raises(ConfigError, match="score_mode='test' is unknown; choose one of train"):
+        pruner_for(TinyMLP, data, score_mode="test")
     empty = Pruner(TinyMLP, data.x_train[:0], data.y_train[:0], 32)
     with pytest.raises(ConfigError, match="has 0 training samples: use a data-free"):
         empty.check("grasp")

@@ -13,9 +13,10 @@
   ``score_iterations`` steps on an exponential density schedule, re-scoring the masked
   network each time (the signs do not enter the scores; the scored model is a copy).
 
-BatchNorm: SNIP and GraSP score the model in train mode (``scoring_mode``), so the norm
-layers use the statistics of each scoring batch (as the reference implementations do);
-SynFlow scores it in eval mode (the running
+BatchNorm: SNIP and GraSP score the model in the mode ``prune.score_mode`` asks for
+(``scoring_mode``): ``train`` normalises with each scoring batch's statistics, ``eval`` with
+the running ones. Implementations differ here: Synaptic-Flow scores in eval mode unless asked
+otherwise, the official GraSP code in train mode. SynFlow scores in eval mode (the running
 statistics at initialisation, mean 0 and variance 1), in float64 so that R of a deep network
 does not overflow. Dropout is off for all three. Each ``(ScoreInputs) -> scores`` function
 here is an entry of ``lth.pruning.registry``; the pruner builds the scratch model they score.
@@ -34,21 +35,27 @@ from lth.pruning.mask import Mask
 from lth.pruning.scores import Batches, ScoreInputs
 
 GRASP_TEMPERATURE = 200.0  # the reference implementation's logit temperature
+SCORE_MODES = ("train", "eval")
 
 
-def check_score_settings(score_batches: int, score_iterations: int) -> None:
-    """ConfigError naming the key unless both counts are at least 1."""
+def check_score_settings(score_batches: int, score_iterations: int,
+                         score_mode: str = "train") -> None:
+    """ConfigError naming the key unless both counts are at least 1 and the mode is known."""
     if score_batches < 1:
         raise ConfigError(f"prune.score_batches={score_batches} must be at least 1: the "
                           "training batches SNIP and GraSP are scored on")
     if score_iterations < 1:
         raise ConfigError(f"prune.score_iterations={score_iterations} must be at least 1: "
                           "the scoring steps of iterative SynFlow (e.g. 100)")
+    if score_mode not in SCORE_MODES:
+        raise ConfigError(f"prune.score_mode={score_mode!r} is unknown; choose one of "
+                          f"{', '.join(SCORE_MODES)}")
 
 
-def scoring_mode(model: nn.Module) -> nn.Module:
-    """``model`` in train mode (BatchNorm uses each batch's statistics), dropout off."""
-    model.train()
+def scoring_mode(model: nn.Module, mode: str) -> nn.Module:
+    """``model`` in ``mode`` (train: BatchNorm uses each batch's statistics; eval: the
+    running ones), dropout off in both."""
+    model.train(mode == "train")
     for m in model.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):
             m.eval()

@@ -37,11 +37,12 @@ class PrunerSettings:
 
     score_batches: int = 1  # training batches the data-dependent scores sum over
     score_iterations: int = 100  # steps of an iterative score (SynFlow)
+    score_mode: str = "train"  # train | eval: the scratch model's mode on training batches
     pool_bias: bool = False  # a layer's bias ranked with its weights (prune.pool_bias)
     channel_score: str = "l1"  # channel granularity: the score of the magnitude strategies
 
     def __post_init__(self) -> None:
-        check_score_settings(self.score_batches, self.score_iterations)
+        check_score_settings(self.score_batches, self.score_iterations, self.score_mode)
 
 
 @dataclass(eq=False)  # pruners hold tensors: compared by identity
@@ -88,7 +89,7 @@ class Pruner:
             return replace(inputs, model=model)
         it = BatchIterator(self.x, self.y, self.batch_size, seed)
         batches = [it.batch(i) for i in range(self.settings.score_batches)]
-        return replace(inputs, model=scoring_mode(model),
+        return replace(inputs, model=scoring_mode(model, self.settings.score_mode),
                        batches=batches)
 
     def scores(self, weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str, seed: int,
