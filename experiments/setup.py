@@ -213,7 +213,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
     check_granularity(cfg.prune.granularity, cfg.prune.channel_score)
     settings = pruner_settings(cfg)
-    check_pool_bias(cfg.prune.pool_bias, cfg.prune.prune_bias, cfg.prune.granularity)
+    check_pool_bias(cfg.prune.pool_bias, cfg.prune.prune_bias)
     check_gamma(cfg.train.gamma)
     make_optimizer = optimizer_factory(cfg)
     data = load_data(cfg, device)

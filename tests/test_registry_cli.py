@@ -1,6 +1,6 @@
 """The registry through the real entry point: a criterion registered in-process (nothing else
-edited) prunes a run of ``experiments.lottery`` and its masks are what the criterion
-implies."""
+edited) prunes a run of ``experiments.lottery`` and its masks are what the criterion implies;
+channel pruning runs on the default experiment, which pools biases."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from lth.pruning import kept_count
 from lth.pruning import registry as reg
 from lth.pruning.registry import Score
 from lth.pruning.scores import ScoreInputs
-from tests.conftest import PYTHON, ROOT
+from tests.conftest import PYTHON, ROOT, cli_env
 
 TINY = ("prune.rounds=2", "train.duration=4it", "train.eval_every=0it", "prune.controls=[]",
         "wandb.mode=disabled", "progress=false")
@@ -89,3 +89,19 @@ def test_the_help_lists_every_strategy() -> None:
     names = {n.strip() for n in listed.split(":", 1)[1].replace("\n", " ").split(",")}
     assert names == set(reg.STRATEGIES)
 
+
+def test_channel_pruning_runs_on_the_default_experiment(tmp_path: Path) -> None:
+    pytest.importorskip("torch_pruning")
+    result = subprocess.run(
+        [PYTHON, "-m", "experiments.lottery", "prune.granularity=channel",
+         f"output_root={tmp_path / 'runs'}", f"wandb.dir={tmp_path}", *TINY],
+        cwd=ROOT, env=cli_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    (run,) = (tmp_path / "runs" / "mnist1d_lottery").iterdir()
+    mask = torch.load(run / "round_2" / "mask.pt", weights_only=True)
+    neurons = mask["fc1.weight"].any(dim=1)
+    assert int(neurons.sum()) == kept_count(500, 0.81 ** 2)  # whole neurons, 0.81 ** 2
+    assert torch.equal(mask["fc1.bias"], neurons), "a neuron's bias goes with it"
+    assert torch.equal(mask["fc2.weight"].any(dim=0), neurons), "and its consumers' columns"
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert records[2]["macs_structured"] < records[0]["macs_dense"]

@@ -61,14 +61,12 @@ class PruneRates:
                 )
 
 
-def check_pool_bias(pool_bias: bool, prune_bias: bool, granularity: str) -> None:
-    """ConfigError when ``prune.pool_bias`` is asked for where it has no meaning."""
+def check_pool_bias(pool_bias: bool, prune_bias: bool) -> None:
+    """ConfigError when ``prune.pool_bias`` is asked for without biases in the mask. (Under
+    ``prune.granularity=channel`` a channel's bias goes with its channel either way.)"""
     if pool_bias and not prune_bias:
         raise ConfigError("prune.pool_bias=true ranks biases with their layer's weights: "
                           "set prune.prune_bias=true too")
-    if pool_bias and granularity != "weight":
-        raise ConfigError("prune.pool_bias=true (the default experiment sets it) needs "
-                          "prune.granularity=weight: add prune.pool_bias=false")
 
 
 def layer_rates(model: nn.Module, names: list[str], rates: PruneRates) -> dict[str, float]:
