@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 
 @dataclass
@@ -29,9 +29,8 @@ class TrainSchema:
 
 @dataclass
 class PruneSchema:
-    # magnitude_global | magnitude_layerwise | random | random_global; pruning at init: snip |
-    # grasp | synflow | magnitude_init; Zhou et al.: large_final | small_final | large_init |
-    # large_init_large_final | magnitude_increase | movement; `<score>_layerwise` variants
+    # a score and a scope, e.g. magnitude_global | magnitude_layerwise | random | snip | grasp |
+    # synflow | movement_row: every name in lth.pruning.registry (docs/pruning.md, --help)
     strategy: str = "magnitude_global"
     fraction: float = 0.2                # share of the *remaining* weights removed per round
     conv_fraction: float | None = None    # rate for conv layers (None: fraction)
@@ -43,7 +42,8 @@ class PruneSchema:
     prune_bias: bool = False             # also prune conv/linear biases
     pool_bias: bool = False              # rank a layer's bias with its weights (prune_bias)
     granularity: str = "weight"          # weight | channel (whole filters/neurons, by DepGraph)
-    channel_score: str = "l1"            # granularity=channel: l1 | l2 | bn (BatchNorm |gamma|)
+    # granularity=channel: the magnitude strategies' channel score, l1 | l2 | bn | random
+    channel_score: str = "l1"
     # random_reinit | random_prune | invert: trained beside each round k >= 1 (not hashed)
     controls: list[str] = field(default_factory=list)
     oneshot: bool = False                # one step from dense to the density of `rounds` rounds
@@ -51,6 +51,7 @@ class PruneSchema:
     at_init: bool = False                # each round k >= 1 prunes its start weights (init)
     score_batches: int = 1               # snip/grasp: training batches the scores sum over
     score_iterations: int = 100          # synflow: scoring steps, exponential density schedule
+    score_mode: str = "train"            # snip/grasp: scratch model in train | eval mode (BN)
 
 
 @dataclass
@@ -194,8 +195,18 @@ class InstabilitySchema:
     wandb_mode: str | None = "${oc.env:WANDB_MODE,null}"
 
 
+def strategies_help(indent: int = 0) -> str:
+    """The ``${lth_strategies:<indent>}`` of the ``--help`` texts: every strategy of the
+    registry (read only when Hydra renders the help; the registry imports no torch)."""
+    from lth.pruning.registry import strategy_list
+
+    return strategy_list(int(indent))
+
+
 def register() -> None:
-    """Add the schemas to Hydra's ConfigStore (idempotent)."""
+    """Add the schemas to Hydra's ConfigStore and the help's resolver (idempotent)."""
+    if not OmegaConf.has_resolver("lth_strategies"):
+        OmegaConf.register_new_resolver("lth_strategies", strategies_help)
     cs = ConfigStore.instance()
     cs.store(name="lottery_schema", node=LotterySchema)
     cs.store(name="export_schema", node=ExportSchema)

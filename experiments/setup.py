@@ -30,7 +30,7 @@ from lth.errors import ConfigError, LthError
 from lth.lottery import Lottery, LotterySettings
 from lth.lottery.instability import InstabilityOptions
 from lth.pruning import PruneRates, check_pool_bias, prune_mask
-from lth.pruning.init_scores import ScorePruner, check_score_settings
+from lth.pruning.pruner import Pruner, PrunerSettings
 from lth.pruning.structured import ChannelPruner, check_granularity
 from lth.store import RunStore
 from lth.store.follower import FollowerStore
@@ -218,8 +218,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     dist = data_parallel(cfg, device)
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
     check_granularity(cfg.prune.granularity, cfg.prune.channel_score)
-    check_score_settings(cfg.prune.score_batches, cfg.prune.score_iterations)
-    check_pool_bias(cfg.prune.pool_bias, cfg.prune.prune_bias, cfg.prune.granularity)
+    settings = pruner_settings(cfg)
+    check_pool_bias(cfg.prune.pool_bias, cfg.prune.prune_bias)
     check_gamma(cfg.train.gamma)
     make_optimizer = optimizer_factory(cfg)
     data = load_data(cfg, device)
@@ -230,23 +230,29 @@ def prepare(cfg: DictConfig) -> Prepared:
     ipe = n // cfg.train.batch_size
     make_model = model_factory(cfg, data)
     check_accel(accel, device, make_model(), data.x_train[:2], data.y_train[:2])
-    pruner: Callable[..., Any] = score_pruner(cfg, data, make_model)
-    if cfg.prune.granularity == "channel":
-        channels = ChannelPruner(make_model, data.x_train[:1].cpu(), cfg.prune.channel_score)
-        channels.groups()  # fail now, not after round 0, if the model is unsupported
-        pruner = channels
+    pruner = make_pruner(cfg, data, make_model, settings)
     return Prepared(device, data, ipe, lr_schedule(cfg, ipe), make_model, make_optimizer,
                     pruner, accel, dist)
 
 
-def score_pruner(cfg: DictConfig, data: Dataset,
-                 make_model: Callable[[], torch.nn.Module]) -> ScorePruner:
-    """The weight pruner of ``cfg.prune`` (every strategy, SNIP/GraSP/SynFlow included),
-    checked against the data."""
+def pruner_settings(cfg: DictConfig) -> PrunerSettings:
+    """The pruner's ``prune.*`` keys, checked (``score_mode`` is ``train`` where a config
+    stored before the key existed lacks it)."""
     p = cfg.prune
-    pruner = ScorePruner(make_model, data.x_train, data.y_train, cfg.train.batch_size,
-                         p.score_batches, p.score_iterations, p.pool_bias)
-    pruner.check(p.strategy)
+    return PrunerSettings(p.score_batches, p.score_iterations,
+                          OmegaConf.select(cfg, "prune.score_mode", default="train"),
+                          p.pool_bias, p.channel_score)
+
+
+def make_pruner(cfg: DictConfig, data: Dataset, make_model: Callable[[], torch.nn.Module],
+                settings: PrunerSettings) -> Pruner:
+    """The pruner of ``cfg.prune`` (any strategy of the registry; whole channels with
+    ``prune.granularity=channel``), checked against the data and the model."""
+    kind = ChannelPruner if cfg.prune.granularity == "channel" else Pruner
+    pruner = kind(make_model, data.x_train, data.y_train, cfg.train.batch_size, settings)
+    pruner.check(cfg.prune.strategy)
+    if isinstance(pruner, ChannelPruner):
+        pruner.groups()  # fail now, not after round 0, if the model is unsupported
     return pruner
 
 

@@ -142,9 +142,10 @@ def test_hash_ignores_logging_paths_and_rounds() -> None:
     base = config_hash(to_dict(compose_with([])))
     for override in ["wandb.mode=disabled", "output_root=/elsewhere", "progress=false",
                      "device=cpu", "prune.rounds=30", "name=other",
-                     "train.checkpoint_every=100it"]:
+                     "train.checkpoint_every=100it", "prune.score_mode=train"]:
         assert config_hash(to_dict(compose_with([override]))) == base, override
     for override in ["seed=1", "prune.fraction=0.3", "train.duration=10it", "model=cnn1d",
                      "prune.at_init=true", "prune.score_batches=2", "prune.score_iterations=5",
-                     "analysis.supermask=true", "analysis.supermask_constant=true"]:
+                     "analysis.supermask=true", "analysis.supermask_constant=true",
+                     "prune.score_mode=eval"]:
         assert config_hash(to_dict(compose_with([override]))) != base, override

@@ -166,7 +166,7 @@ def test_channel_pruned_rounds_train_in_a_group(tmp_path: Path) -> None:
         lot = lottery(root, seed, rounds=1)
         return Lottery(lot.settings, DATA, lot.make_model, lot.make_optimizer, lot.lr_factor,
                        lot.store, NullSink(), lot.device,
-                       pruner=ChannelPruner(lot.make_model, DATA.x_train[:1]))
+                       pruner=ChannelPruner(lot.make_model, DATA.x_train, DATA.y_train, 32))
 
     single = make(tmp_path / "single", 3)
     single.run()

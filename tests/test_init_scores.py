@@ -13,14 +13,14 @@ from lth.errors import ConfigError
 from lth.pruning import density, full_mask, kept_count, prune_mask
 from lth.pruning.init_scores import (
     GRASP_TEMPERATURE,
-    ScorePruner,
     grasp_scores,
     snip_scores,
-    synflow_mask,
+    synflow,
     synflow_scores,
 )
 from lth.pruning.prune import invert_mask, mask_from_scores
-from lth.pruning.scores import compute_scores
+from lth.pruning.pruner import Pruner, PrunerSettings, iterative_mask
+from lth.pruning.scores import ScoreInputs, compute_scores
 from tests.conftest import TinyMLP, make_blobs
 
 
@@ -72,11 +72,13 @@ def test_snip_equals_gradient_times_weight_on_a_fixed_batch() -> None:
 
 
 def test_grasp_hessian_gradient_product_matches_a_finite_difference() -> None:
+    # H g over the scored tensors only: g of fc1.weight and out.weight, the step along it,
+    # the change of their gradients (fc1.bias, fc2 do not enter g).
     model = TinyMLP(dim=6, hidden=5, classes=3).double()
     torch.manual_seed(2)
     x, y = torch.randn(16, 6, dtype=torch.float64), torch.randint(0, 3, (16,))
-    names = [n for n, _ in model.named_parameters()]
-    params = [p for _, p in model.named_parameters()]
+    names = ["fc1.weight", "out.weight"]
+    params = [model.get_parameter(n) for n in names]
 
     def grad() -> list[torch.Tensor]:
         loss = F.cross_entropy(model(x) / GRASP_TEMPERATURE, y)
@@ -95,9 +97,8 @@ def test_grasp_hessian_gradient_product_matches_a_finite_difference() -> None:
         for p, d in zip(params, g):
             p.add_(eps * d)
     weights = {n: p.detach().clone() for n, p in zip(names, params)}
-    scores = grasp_scores(model, ["fc1.weight", "out.weight"], [(x, y)])
-    for n in ("fc1.weight", "out.weight"):
-        i = names.index(n)
+    scores = grasp_scores(model, names, [(x, y)])
+    for i, n in enumerate(names):
         hg = (plus[i] - minus[i]) / (2 * eps)
         torch.testing.assert_close(scores[n], (weights[n] * hg).float(), rtol=1e-4, atol=1e-12)
 
@@ -135,8 +136,15 @@ class DeepNarrow(nn.Module):
         return self.out(x)
 
 
-def pruner_for(make, data, **kw) -> ScorePruner:
-    return ScorePruner(make, data.x_train, data.y_train, 32, **kw)
+def pruner_for(make, data, **kw) -> Pruner:
+    return Pruner(make, data.x_train, data.y_train, 32, PrunerSettings(**kw))
+
+
+def synflow_mask(model: nn.Module, mask, dens, scope: str, iterations: int, on_step=None,
+                 pool_bias: bool = False):
+    """Iterative SynFlow on ``model`` (in place: a copy), as the pruner runs it."""
+    inputs = ScoreInputs({}, mask, 0, model=model, input_shape=(20,))
+    return iterative_mask(synflow, inputs, dens, scope, iterations, pool_bias, on_step)
 
 
 def test_synflow_avoids_layer_collapse_where_magnitude_at_init_does_not(one_thread) -> None:
@@ -163,7 +171,7 @@ def test_iterative_synflow_is_exact_and_nested(one_thread) -> None:
     seen: list = []
     copy = TinyMLP()
     copy.load_state_dict(model.state_dict())
-    final = synflow_mask(copy, mask, dens, "global", 10, (20,), seen.append)
+    final = synflow_mask(copy, mask, dens, "global", 10, seen.append)
     size = sum(m.numel() for m in mask.values())
     assert len(seen) == 10
     assert sum(int(m.sum()) for m in final.values()) == kept_count(size, 0.05)
@@ -181,7 +189,7 @@ def test_layerwise_synflow_with_bias_pooling_prunes_each_layers_parameters_toget
     dens = {n: 0.2 for n in mask}
     copy = TinyMLP()
     copy.load_state_dict(model.state_dict())
-    final = synflow_mask(copy, mask, dens, "layerwise", 5, (20,), pool_bias=True)
+    final = synflow_mask(copy, mask, dens, "layerwise", 5, pool_bias=True)
     layers = {n.rsplit(".", 1)[0] for n in mask}
     for layer in layers:
         names = [n for n in mask if n.startswith(layer + ".")]
@@ -198,8 +206,8 @@ def test_synflow_is_data_independent(one_thread) -> None:
     state = TinyMLP().state_dict()
     mask = full_mask(TinyMLP())
     dens = {n: 0.1 for n in mask}
-    masks = [ScorePruner(TinyMLP, d.x_train, d.y_train, b)(state, mask, strategy="synflow",
-                                                            seed=s, densities=dens)
+    masks = [Pruner(TinyMLP, d.x_train, d.y_train, b)(state, mask, strategy="synflow",
+                                                       seed=s, densities=dens)
              for d, b, s in ((make_blobs(seed=0), 16, 0), (make_blobs(seed=5), 64, 9))]
     assert all(torch.equal(masks[0][n], masks[1][n]) for n in mask)
 
@@ -243,7 +251,9 @@ def test_pruner_rejects_bad_settings_and_missing_training_data() -> None:
         pruner_for(TinyMLP, data, score_batches=0)
     with pytest.raises(ConfigError, match="score_iterations=0 must be at least 1"):
         pruner_for(TinyMLP, data, score_iterations=0)
-    empty = ScorePruner(TinyMLP, data.x_train[:0], data.y_train[:0], 32)
+    with pytest.raises(ConfigError, match="score_mode='test' is unknown; choose one of train"):
+        pruner_for(TinyMLP, data, score_mode="test")
+    empty = Pruner(TinyMLP, data.x_train[:0], data.y_train[:0], 32)
     with pytest.raises(ConfigError, match="has 0 training samples: use a data-free"):
         empty.check("grasp")
     empty.check("synflow")

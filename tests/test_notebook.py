@@ -96,13 +96,11 @@ def test_bias_pooling_takes_the_weights_target_density() -> None:
     assert pooled["0.bias"].tolist() == [True, True] and not bool(pooled["0.weight"].any())
 
 
-def test_pool_bias_needs_prune_bias_and_weight_granularity() -> None:
-    check_pool_bias(False, False, "channel")
-    check_pool_bias(True, True, "weight")
+def test_pool_bias_needs_prune_bias() -> None:
+    check_pool_bias(False, False)
+    check_pool_bias(True, True)  # with either granularity: a channel's bias goes with it
     with pytest.raises(ConfigError, match="prune.prune_bias=true"):
-        check_pool_bias(True, False, "weight")
-    with pytest.raises(ConfigError, match="granularity=weight"):
-        check_pool_bias(True, True, "channel")
+        check_pool_bias(True, False)
 
 
 def test_preset_composes_to_the_notebooks_settings() -> None:

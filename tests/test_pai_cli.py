@@ -179,6 +179,15 @@ BAD = [
      "prune.at_init=true with prune.retrain=finetune"),
     (["prune.strategy=grasp", "prune.score_iterations=0"],
      "prune.score_iterations=0 must be at least 1"),
+    (["prune.strategy=snip", "prune.score_mode=test"],
+     "prune.score_mode='test' is unknown; choose one of train, eval"),
+    (["prune.granularity=channel", "prune.strategy=snip"],
+     "prune.strategy=snip has no channel version; with prune.granularity=channel use one of "
+     "magnitude_global, magnitude_layerwise, large_final, large_final_layerwise, random, "
+     "random_global"),
+    pytest.param(["prune.granularity=channel", "prune.channel_score=l3"],
+                 "prune.channel_score='l3' is unknown; choose one of l1, l2, bn, random",
+                 marks=pytest.mark.slow),
 ]
 
 

@@ -168,9 +168,10 @@ def test_unknown_granularity_or_score(granularity: str, score: str) -> None:
 def test_lottery_loop_prunes_channels(tmp_path: Path) -> None:
     settings = LotterySettings(seed=0, rounds=2, iterations=30, batch_size=32, rewind_iter=0,
                                strategy="magnitude_layerwise", rates=PruneRates(0.5))
-    lottery = Lottery(settings, make_blobs(), TinyMLP, lambda p: torch.optim.SGD(p, lr=0.05),
+    data = make_blobs()
+    lottery = Lottery(settings, data, TinyMLP, lambda p: torch.optim.SGD(p, lr=0.05),
                       step_schedule([]), RunStore(tmp_path), NullSink(), torch.device("cpu"),
-                      pruner=ChannelPruner(TinyMLP, torch.randn(1, 20)))
+                      pruner=ChannelPruner(TinyMLP, data.x_train, data.y_train, 32))
     records = lottery.run()
     mask = lottery.store.load_tensors(lottery.store.mask_path(2))
     assert int(mask["fc1.weight"].all(dim=1).sum()) == 8  # 32 -> 16 -> 8 neurons

@@ -35,8 +35,8 @@ from lth.errors import ConfigError
 from lth.lottery.driver import Branch, Lottery, Record, RoundStart
 from lth.lottery.seeds import derive_seed
 from lth.lottery.states import PruneInputs
-from lth.pruning import Mask, apply_mask, prune_mask
-from lth.pruning.prune import invert_mask, weight_scores
+from lth.pruning import Mask, apply_mask, scores_of
+from lth.pruning.prune import invert_mask
 from lth.store.store import RunStore
 
 
@@ -68,13 +68,9 @@ def shuffled_mask(mask: Mask, seed: int) -> Mask:
 
 def prune_scores(lottery: Lottery, k: int, inputs: PruneInputs) -> dict[str, torch.Tensor]:
     """The scores round ``k``'s pruner ranks ``inputs`` by (the ``invert`` control's)."""
-    s, pruner = lottery.settings, lottery.pruner
-    scores = weight_scores if pruner is prune_mask else getattr(pruner, "scores", None)
-    if scores is None:  # the channel pruner ranks whole channels
-        raise ConfigError("the invert control needs scores per weight: it supports "
-                          "prune.granularity=weight only")
-    return scores(inputs.weights, inputs.mask, strategy=s.strategy,
-                  seed=s.prune_seed(k), initial=inputs.initial)
+    s = lottery.settings
+    return scores_of(lottery.pruner)(inputs.weights, inputs.mask, strategy=s.strategy,
+                                     seed=s.prune_seed(k), initial=inputs.initial)
 
 
 def _random_reinit(lottery: Lottery, k: int, model: nn.Module, ticket: Mask,

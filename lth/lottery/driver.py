@@ -50,7 +50,6 @@ from lth.pruning import (
     remaining,
     total,
 )
-from lth.pruning.structured import ChannelPruner
 from lth.store import RunStore
 from lth.tracking import Sink
 from lth.tracking.wandb_sink import control_metrics
@@ -73,8 +72,8 @@ __all__ = ["Branch", "Lottery", "Record", "RoundStart"]
 class Lottery:
     """One IMP experiment: settings, data, how to build the model and optimizer, where to log.
 
-    ``pruner`` has ``prune_mask``'s signature (``lth.pruning.structured.ChannelPruner`` for
-    channel pruning); ``versions`` (lth version, commit, ...) is noted in run.json for each
+    ``pruner`` has ``prune_mask``'s signature (``lth.pruning.pruner.Pruner`` for every
+    registered score; its ``granularity`` says whether it prunes whole channels); ``versions`` (lth version, commit, ...) is noted in run.json for each
     round this process completes; ``accel``: precision and compilation of the training step;
     ``mask_update(start)`` gives a begun round the update that may change its mask during
     its training (its state is checkpointed with the round).
@@ -203,7 +202,7 @@ class Lottery:
             "wall_s": round(time.perf_counter() - start.began, 3),
             "layer_density": layer_density(mask),
             **round_cost(start.model, mask, self.data.x_train[:8],
-                         isinstance(self.pruner, ChannelPruner)),
+                         getattr(self.pruner, "granularity", "weight") == "channel"),
         }
         if result.val_acc is not None:
             record.update(val_acc=result.val_acc, val_loss=result.val_loss)

@@ -1,9 +1,9 @@
 """Pruning strategies: pure functions from (weights, mask, settings) to a new, smaller mask.
 
-A strategy is a score (``lth.pruning.scores``; SNIP, GraSP and SynFlow in
-``lth.pruning.init_scores``) and a scope:
-- ``global``: layers that share a rate compete with each other for the surviving weights;
-- ``layerwise``: each layer keeps its own share.
+A strategy is a score and a scope (``lth.pruning.registry``: every strategy, score and scope;
+``lth.pruning.scopes``: how a scope keeps the best). Here: the per-round rates, the density
+schedule, bias pooling's checks and ``prune_mask``, the pruner of the scores of the weights
+alone (``lth.pruning.pruner.Pruner`` prunes by any score).
 
 The number of survivors is taken from a target density, not from the previous round: a group of
 N weights with target density d keeps ``round(N * d)`` weights. Iterative pruning targets
@@ -22,29 +22,21 @@ from torch import nn
 
 from lth.errors import ConfigError
 from lth.pruning.mask import Mask, conv_names, output_layer_name
-from lth.pruning.scores import WEIGHT_SCORES, compute_scores
+from lth.pruning.registry import STRATEGIES, check_strategy
+from lth.pruning.scopes import (
+    groups,
+    invert_mask,
+    keep_top,
+    kept_count,
+    mask_from_scores,
+    pooled_densities,
+)
+from lth.pruning.scores import weight_scores
 
-# Scores that need the model (and, but for SynFlow, training batches): lth.pruning.init_scores.
-MODEL_SCORES = ("snip", "grasp", "synflow")
-DATA_SCORES = ("snip", "grasp")
-
-# Score kinds with a global strategy `<kind>` and a layer-wise one `<kind>_layerwise`.
-_SCOPED = (*MODEL_SCORES, "small_final", "large_init", "large_init_large_final",
-           "magnitude_increase", "movement")
-# strategy name -> (score kind, scope). `large_final` is Zhou et al.'s name for magnitude,
-# `magnitude_init` the pruning-at-init baseline's name for `large_init`.
-STRATEGIES: dict[str, tuple[str, str]] = {
-    "magnitude_global": ("magnitude", "global"),
-    "magnitude_layerwise": ("magnitude", "layerwise"),
-    "random": ("random", "layerwise"),
-    "random_global": ("random", "global"),
-    "large_final": ("magnitude", "global"),
-    "large_final_layerwise": ("magnitude", "layerwise"),
-    "magnitude_init": ("large_init", "global"),
-    "magnitude_init_layerwise": ("large_init", "layerwise"),
-    **{kind: (kind, "global") for kind in _SCOPED},
-    **{f"{kind}_layerwise": (kind, "layerwise") for kind in _SCOPED},
-}
+__all__ = ["STRATEGIES", "PruneRates", "check_pool_bias", "check_strategy", "groups",
+           "invert_mask", "keep_top", "kept_count", "layer_rates", "mask_from_scores",
+           "pooled_densities", "prune_mask", "scheduled_densities", "target_densities",
+           "weight_scores"]
 
 
 @dataclass(frozen=True)
@@ -69,23 +61,12 @@ class PruneRates:
                 )
 
 
-def check_strategy(strategy: str) -> tuple[str, str]:
-    """(score kind, scope) of ``strategy``; ConfigError naming the choices if unknown."""
-    if strategy not in STRATEGIES:
-        raise ConfigError(
-            f"prune.strategy={strategy!r} is unknown; choose one of {', '.join(STRATEGIES)}"
-        )
-    return STRATEGIES[strategy]
-
-
-def check_pool_bias(pool_bias: bool, prune_bias: bool, granularity: str) -> None:
-    """ConfigError when ``prune.pool_bias`` is asked for where it has no meaning."""
+def check_pool_bias(pool_bias: bool, prune_bias: bool) -> None:
+    """ConfigError when ``prune.pool_bias`` is asked for without biases in the mask. (Under
+    ``prune.granularity=channel`` a channel's bias goes with its channel either way.)"""
     if pool_bias and not prune_bias:
         raise ConfigError("prune.pool_bias=true ranks biases with their layer's weights: "
                           "set prune.prune_bias=true too")
-    if pool_bias and granularity != "weight":
-        raise ConfigError("prune.pool_bias=true (the default experiment sets it) needs "
-                          "prune.granularity=weight: add prune.pool_bias=false")
 
 
 def layer_rates(model: nn.Module, names: list[str], rates: PruneRates) -> dict[str, float]:
@@ -101,11 +82,6 @@ def layer_rates(model: nn.Module, names: list[str], rates: PruneRates) -> dict[s
             rate = rates.output
         result[n] = rate
     return result
-
-
-def kept_count(total: int, density: float) -> int:
-    """Survivors of a group of ``total`` weights at target ``density`` (rounded half up)."""
-    return int(math.floor(total * density + 0.5))
 
 
 def scheduled_densities(rates: dict[str, float], round_index: float) -> dict[str, float]:
@@ -127,89 +103,6 @@ def target_densities(rates: dict[str, float], base_rate: float,
         raise ConfigError("prune.schedule with per-layer rates needs prune.fraction > 0")
     point = math.log(density) / math.log(1.0 - base_rate) if base_rate > 0 else 0.0
     return {n: density if r == base_rate else (1.0 - r) ** point for n, r in rates.items()}
-
-
-def pooled_densities(densities: dict[str, float]) -> dict[str, float]:
-    """Each ``<layer>.bias`` at the target of its ``<layer>.weight`` (bias pooling)."""
-    out = dict(densities)
-    for n in densities:
-        weight = n.removesuffix(".bias") + ".weight" if n.endswith(".bias") else None
-        if weight in densities:
-            out[n] = densities[weight]
-    return out
-
-
-def groups(densities: dict[str, float], scope: str,
-           pool_bias: bool = False) -> list[list[str]]:
-    """The names that compete for survivors: one group per tensor (layer-wise; with
-    ``pool_bias`` a layer's weight and bias together) or per target (global: tensors with the
-    same target, the same rate, compete)."""
-    if scope == "layerwise":
-        by_layer: dict[str, list[str]] = {}
-        for n in densities:
-            layer = n.rsplit(".", 1)[0] if pool_bias and "." in n else n
-            by_layer.setdefault(layer, []).append(n)
-        return list(by_layer.values())
-    by_target: dict[float, list[str]] = {}
-    for n, d in densities.items():
-        by_target.setdefault(d, []).append(n)
-    return list(by_target.values())
-
-
-def keep_top(scores: dict[str, torch.Tensor], mask: Mask, names: list[str], keep: int) -> Mask:
-    """Keep the ``keep`` highest-scoring weights among ``names`` that ``mask`` still keeps.
-
-    Pruned weights score -inf so they are never revived: masks only shrink.
-    """
-    flat = torch.cat([
-        torch.where(mask[n].cpu(), scores[n].float(), torch.tensor(-math.inf)).flatten()
-        for n in names
-    ])
-    alive = int(sum(int(mask[n].sum()) for n in names))
-    keep = min(keep, alive)
-    kept = torch.zeros(flat.numel(), dtype=torch.bool)
-    if keep > 0:
-        kept[torch.topk(flat, keep, sorted=False).indices] = True
-    out, start = {}, 0
-    for n in names:
-        size = mask[n].numel()
-        out[n] = kept[start:start + size].view(mask[n].shape).to(mask[n].device)
-        start += size
-    return out
-
-
-def mask_from_scores(scores: dict[str, torch.Tensor], mask: Mask, scope: str,
-                     densities: dict[str, float], pool_bias: bool = False) -> Mask:
-    """The highest ``scores`` of each group kept, ``round(size * density)`` of them; with
-    ``pool_bias`` a layer's bias takes its weight's target and is ranked with it."""
-    targets = {n: densities[n] for n in mask}
-    if pool_bias:
-        targets = pooled_densities(targets)
-    new: Mask = {}
-    for names in groups(targets, scope, pool_bias):
-        size = sum(mask[n].numel() for n in names)
-        new.update(keep_top(scores, mask, names, kept_count(size, targets[names[0]])))
-    return new
-
-
-def invert_mask(scores: dict[str, torch.Tensor], mask: Mask, ticket: Mask) -> Mask:
-    """The *lowest* ``scores`` among ``mask``'s survivors, as many per layer as ``ticket``
-    keeps (Frankle et al. 2021's inversion)."""
-    out: Mask = {}
-    for n in mask:
-        out.update(keep_top({n: -scores[n].float()}, mask, [n], int(ticket[n].sum())))
-    return out
-
-
-def weight_scores(weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str, seed: int,
-                  initial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """The scores ``strategy`` ranks ``mask``'s tensors by (scores of the weights alone)."""
-    kind, _ = check_strategy(strategy)
-    if kind not in WEIGHT_SCORES:
-        raise ConfigError(f"prune.strategy={strategy} scores the model on data: it needs a "
-                          "lth.pruning.init_scores.ScorePruner")
-    pick = (lambda d: {n: d[n] for n in mask})
-    return compute_scores(kind, pick(weights), seed, None if initial is None else pick(initial))
 
 
 def prune_mask(weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str, seed: int,

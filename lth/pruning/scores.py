@@ -1,4 +1,4 @@
-"""Scores of the weights alone: how much each weight is worth keeping. Higher survives.
+"""What a score reads (``ScoreInputs``), and the scores of the weights alone. Higher survives.
 
 ``weights`` are the weights being pruned (a round's trained weights w_f in IMP); ``initial``
 are the weights that round started from (w_i). The Zhou et al. 2019 ("Deconstructing Lottery
@@ -11,18 +11,47 @@ Tickets") criteria compare the two:
 - ``magnitude_increase``: |w_f| - |w_i|;  ``movement``: |w_f - w_i|;
 - ``random``: uniform random scores (a control).
 
-Scores that need the model and data (SNIP, GraSP, SynFlow) are in ``lth.pruning.init_scores``.
+Each is an entry of ``lth.pruning.registry``; scores that read the model and data (SNIP,
+GraSP, SynFlow) are in ``lth.pruning.init_scores``, channel scores in ``lth.pruning.structured``.
 """
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-# score kind -> whether it reads the initial weights
-WEIGHT_SCORES: dict[str, bool] = {
-    "magnitude": False, "random": False, "small_final": False, "large_init": True,
-    "large_init_large_final": True, "magnitude_increase": True, "movement": True,
-}
+import torch
+from torch import nn
+
+from lth.errors import ConfigError
+from lth.pruning.mask import Mask
+from lth.pruning.registry import Score, check_strategy, get_score
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class ScoreInputs:
+    """What a score may read; the pruner fills in what the score's entry ``needs``."""
+
+    weights: dict[str, torch.Tensor]  # the weights being pruned, by the mask's names
+    mask: Mask
+    seed: int  # the round's pruning seed
+    initial: dict[str, torch.Tensor] | None = None  # the round's initial weights (mask names)
+    state: dict[str, torch.Tensor] = field(default_factory=dict)  # every tensor given
+    model: nn.Module | None = None  # a scratch model holding ``state``, mask applied
+    batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # training batches
+    input_shape: tuple[int, ...] = ()  # one sample's shape
+
+
+def weight_inputs(score: Score, weights: dict[str, torch.Tensor], mask: Mask, seed: int,
+                  initial: dict[str, torch.Tensor] | None = None) -> ScoreInputs:
+    """The inputs of a score of the weights alone: ``weights`` (and ``initial``) of the
+    mask's tensors; ValueError if ``score`` needs the initial weights and has none."""
+    if "initial" in score.needs and initial is None:
+        raise ValueError(f"score {score.name!r} needs the round's initial weights")
+    picked = None if initial is None else {n: initial[n] for n in mask}
+    return ScoreInputs({n: weights[n] for n in mask}, mask, seed, picked, dict(weights))
 
 
 def magnitude_scores(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -36,31 +65,61 @@ def random_scores(weights: dict[str, torch.Tensor], seed: int) -> dict[str, torc
     return {n: torch.rand(w.shape, generator=gen) for n, w in sorted(weights.items())}
 
 
-def _pair(kind: str, wf: torch.Tensor, wi: torch.Tensor) -> torch.Tensor:
-    wf, wi = wf.detach().float().cpu(), wi.detach().float().cpu()
-    if kind == "large_init":
-        return wi.abs()
-    if kind == "large_init_large_final":
-        return torch.minimum(wi.abs(), wf.abs())
-    if kind == "magnitude_increase":
-        return wf.abs() - wi.abs()
-    return (wf - wi).abs()  # movement
+def _pairs(inputs: ScoreInputs) -> Iterable[tuple[str, torch.Tensor, torch.Tensor]]:
+    assert inputs.initial is not None
+    for n, w in inputs.weights.items():
+        yield n, w.detach().float().cpu(), inputs.initial[n].detach().float().cpu()
+
+
+def magnitude(inputs: ScoreInputs) -> dict[str, torch.Tensor]:
+    """|w_f|."""
+    return magnitude_scores(inputs.weights)
+
+
+def random_uniform(inputs: ScoreInputs) -> dict[str, torch.Tensor]:
+    """Uniform random scores of the round's pruning seed."""
+    return random_scores(inputs.weights, inputs.seed)
+
+
+def small_final(inputs: ScoreInputs) -> dict[str, torch.Tensor]:
+    """-|w_f|."""
+    return {n: -s for n, s in magnitude_scores(inputs.weights).items()}
+
+
+def large_init(inputs: ScoreInputs) -> dict[str, torch.Tensor]:
+    """|w_i|."""
+    return {n: wi.abs() for n, _, wi in _pairs(inputs)}
+
+
+def large_init_large_final(inputs: ScoreInputs) -> dict[str, torch.Tensor]:
+    """min(|w_i|, |w_f|)."""
+    return {n: torch.minimum(wi.abs(), wf.abs()) for n, wf, wi in _pairs(inputs)}
+
+
+def magnitude_increase(inputs: ScoreInputs) -> dict[str, torch.Tensor]:
+    """|w_f| - |w_i|."""
+    return {n: wf.abs() - wi.abs() for n, wf, wi in _pairs(inputs)}
+
+
+def movement(inputs: ScoreInputs) -> dict[str, torch.Tensor]:
+    """|w_f - w_i|."""
+    return {n: (wf - wi).abs() for n, wf, wi in _pairs(inputs)}
 
 
 def compute_scores(kind: str, weights: dict[str, torch.Tensor], seed: int,
                    initial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-    """Scores of ``kind`` (a key of ``WEIGHT_SCORES``) for each tensor in ``weights``.
+    """Scores of the weight score ``kind`` (of the weights alone) for each tensor in
+    ``weights``; ``initial`` (the same names) for the kinds that compare w_i with w_f."""
+    score = get_score(kind)
+    mask = {n: torch.ones(w.shape, dtype=torch.bool) for n, w in weights.items()}
+    return score.fn(weight_inputs(score, weights, mask, seed, initial))
 
-    ``initial`` (the same names) is needed by the kinds that compare w_i with w_f.
-    """
-    if kind not in WEIGHT_SCORES:
-        raise ValueError(f"unknown score kind {kind!r}")
-    if kind == "magnitude":
-        return magnitude_scores(weights)
-    if kind == "random":
-        return random_scores(weights, seed)
-    if kind == "small_final":
-        return {n: -s for n, s in magnitude_scores(weights).items()}
-    if initial is None:
-        raise ValueError(f"score kind {kind!r} needs the round's initial weights")
-    return {n: _pair(kind, w, initial[n]) for n, w in weights.items()}
+
+def weight_scores(weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str, seed: int,
+                  initial: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """The scores ``strategy`` ranks ``mask``'s tensors by (scores of the weights alone)."""
+    score = get_score(check_strategy(strategy)[0])
+    if {"model", "batches"} & set(score.needs):
+        raise ConfigError(f"prune.strategy={strategy} scores the model: it needs a "
+                          "lth.pruning.Pruner")
+    return score.fn(weight_inputs(score, weights, mask, seed, initial))

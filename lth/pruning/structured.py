@@ -1,7 +1,8 @@
 """Structured (channel) pruning: whole filters/neurons ranked and removed, as an ordinary Mask.
 
 Channels are scored per DepGraph group (``lth.pruning.channels``), so channels tied by residual
-adds are ranked and pruned together:
+adds are ranked and pruned together. The channel scores are entries of the registry with
+channel granularity (``lth.pruning.registry``):
 
 - ``l1``: mean |w| of the channel's producer rows (Li et al. 2017's filter norm, divided by the
   row size so that layers of different fan-in can compete in a global ranking);
@@ -9,39 +10,39 @@ adds are ranked and pruned together:
 - ``bn``: |gamma| of the channel's BatchNorm scales (network slimming, Liu et al. 2017);
 - ``random`` (strategies ``random``/``random_global``): a control.
 
-A pruned channel has its producers' rows *and* its consumers' columns masked, so the masked
-model equals the physically smaller one (see ``lth.pruning.channels``). The schedule is the one
-of weight pruning, counted in channels: after round k a group of C channels pruned at rate p
-keeps ``round(C * (1 - p) ** k)``, at least one. With a global scope, groups that share a rate
-compete; the rate of a group is the rate of its root layer (``prune.conv_fraction`` for conv
-roots). The lottery loop runs it with ``prune.granularity=channel``.
+The magnitude strategies rank channels by ``prune.channel_score``; any other strategy by the
+channel score of its own score's name (``random``). A pruned channel has its producers' rows,
+their biases *and* its consumers' columns masked, so the masked model equals the physically
+smaller one (see ``lth.pruning.channels``); a channel's bias goes with its channel, pooled or
+not. The schedule is the one of weight pruning, counted in channels: after round k a group of
+C channels pruned at rate p keeps ``round(C * (1 - p) ** k)``, at least one. With a global
+scope, groups that share a rate compete; the rate of a group is the rate of its root layer
+(``prune.conv_fraction`` for conv roots). The lottery loop runs it with
+``prune.granularity=channel``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
-from torch import nn
 
 from lth.errors import ConfigError
+from lth.pruning import registry
 from lth.pruning.channels import ChannelGroup, alive_channels, channel_groups
 from lth.pruning.mask import Mask
-from lth.pruning.prune import check_strategy, kept_count
-
-GRANULARITIES = ("weight", "channel")
-CHANNEL_SCORES = ("l1", "l2", "bn")
+from lth.pruning.pruner import Pruner, Scores
+from lth.pruning.registry import Score, channel_strategy, get_scope, get_score
+from lth.pruning.scopes import kept_count
+from lth.pruning.scores import ScoreInputs, weight_inputs
 
 
 def check_granularity(granularity: str, channel_score: str) -> None:
     """ConfigError naming the choices if ``granularity`` or ``channel_score`` is unknown."""
-    if granularity not in GRANULARITIES:
-        raise ConfigError(f"prune.granularity={granularity!r} is unknown; choose one of "
-                          f"{', '.join(GRANULARITIES)}")
-    if channel_score not in CHANNEL_SCORES:
-        raise ConfigError(f"prune.channel_score={channel_score!r} is unknown; choose one of "
-                          f"{', '.join(CHANNEL_SCORES)}")
+    registry.check_granularity(granularity)
+    get_score(channel_score, "channel", "prune.channel_score")
 
 
 def _reduce_rows(w: torch.Tensor, dim: int, index: torch.Tensor, p: int) -> torch.Tensor:
@@ -50,13 +51,8 @@ def _reduce_rows(w: torch.Tensor, dim: int, index: torch.Tensor, p: int) -> torc
     return rows.abs().mean(dim=1) if p == 1 else rows.pow(2).mean(dim=1)
 
 
-def channel_scores(group: ChannelGroup, weights: dict[str, torch.Tensor], score: str,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """float [group.size]: how much each channel is worth keeping (higher survives)."""
-    if score == "random":
-        return torch.rand(group.size, generator=generator)
-    roles = ("norm",) if score == "bn" else ("out",)
-    slices = group.of(*roles)
+def _row_norms(inputs: ScoreInputs, group: ChannelGroup, role: str, p: int) -> torch.Tensor:
+    slices = group.of(role)
     if not slices:
         raise ConfigError(
             f"prune.channel_score=bn needs BatchNorm after every pruned layer; {group.root} "
@@ -64,9 +60,29 @@ def channel_scores(group: ChannelGroup, weights: dict[str, torch.Tensor], score:
         )
     total = torch.zeros(group.size)
     for s in slices:
-        total.index_add_(0, s.root, _reduce_rows(weights[s.name], s.dim, s.index,
-                                                 1 if score in ("l1", "bn") else 2))
-    return total.sqrt() if score == "l2" else total
+        total.index_add_(0, s.root, _reduce_rows(inputs.state[s.name], s.dim, s.index, p))
+    return total
+
+
+def l1(inputs: ScoreInputs, group: ChannelGroup, gen: torch.Generator) -> torch.Tensor:
+    """float [group.size]: mean |w| of each channel's producer rows, summed over producers."""
+    return _row_norms(inputs, group, "out", 1)
+
+
+def l2(inputs: ScoreInputs, group: ChannelGroup, gen: torch.Generator) -> torch.Tensor:
+    """float [group.size]: root of the summed mean squares of each channel's producer rows."""
+    return _row_norms(inputs, group, "out", 2).sqrt()
+
+
+def bn(inputs: ScoreInputs, group: ChannelGroup, gen: torch.Generator) -> torch.Tensor:
+    """float [group.size]: |gamma| of each channel's BatchNorm scales, summed."""
+    return _row_norms(inputs, group, "norm", 1)
+
+
+def random_channels(inputs: ScoreInputs, group: ChannelGroup,
+                    gen: torch.Generator) -> torch.Tensor:
+    """float [group.size]: uniform random scores from the round's generator."""
+    return torch.rand(group.size, generator=gen)
 
 
 def channel_mask(groups: list[ChannelGroup], mask: Mask,
@@ -101,65 +117,82 @@ def _keep_top(scores: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
     return parts
 
 
-def prune_channel_groups(
-    groups: list[ChannelGroup], weights: dict[str, torch.Tensor], mask: Mask, *,
-    score: str, scope: str, seed: int, densities: dict[str, float],
-) -> Mask:
-    """A smaller channel mask from the last round's ``weights``.
+def prune_channels(groups: list[ChannelGroup], inputs: ScoreInputs, score: Score, scope: str,
+                   densities: dict[str, float]) -> Mask:
+    """A smaller channel mask than ``inputs.mask``, ranked by the channel ``score``.
 
     ``densities``: weight name -> share of channels kept, as in ``prune_mask`` (a group takes
     its root's). Dead channels score -inf, so masks only shrink. Returns a new mask.
     """
-    gen = torch.Generator().manual_seed(seed)
-    scored = []
+    gen = torch.Generator().manual_seed(inputs.seed)
+    compute, scored = score.fn, []
     for g in groups:
-        alive = alive_channels(g, mask)
-        s = channel_scores(g, weights, score, gen)
-        if scope == "global" and score in ("l1", "l2") and alive.any():
+        alive = alive_channels(g, inputs.mask)
+        s = compute(inputs, g, gen)
+        if scope == "global" and score.relative and alive.any():
             # Weight magnitudes scale with 1/sqrt(fan-in) (and drift apart in training), so
             # each group is ranked relative to its own mean, as Torch-Pruning's normalizer.
             s = s / s[alive].mean().clamp_min(1e-12)
         scored.append(torch.where(alive, s, torch.tensor(-math.inf)))
+    by_layer = get_scope(scope).by_layer
     buckets: dict[object, list[int]] = {}
     for i, g in enumerate(groups):
-        density = densities[f"{g.root}.weight"]
-        buckets.setdefault(i if scope == "layerwise" else density, []).append(i)
+        buckets.setdefault(i if by_layer else densities[f"{g.root}.weight"], []).append(i)
     keep: dict[str, torch.Tensor] = {}
     for members in buckets.values():
         size = sum(groups[i].size for i in members)
         count = kept_count(size, densities[f"{groups[members[0]].root}.weight"])
         for i, part in zip(members, _keep_top([scored[i] for i in members], count)):
             keep[groups[i].root] = part
-    return channel_mask(groups, mask, keep)
+    return channel_mask(groups, inputs.mask, keep)
 
 
-class ChannelPruner:
-    """``prune_mask``'s signature for channels: the lottery loop's pruner when
-    ``prune.granularity=channel``.
+def prune_channel_groups(
+    groups: list[ChannelGroup], weights: dict[str, torch.Tensor], mask: Mask, *,
+    score: str, scope: str, seed: int, densities: dict[str, float],
+) -> Mask:
+    """``prune_channels`` by the channel score named ``score`` (of the weights alone)."""
+    entry = get_score(score, "channel", "prune.channel_score")
+    return prune_channels(groups, weight_inputs(entry, weights, mask, seed), entry, scope,
+                          densities)
 
-    ``make_model`` builds the architecture (weights are not used) and ``example_input``
-    [1, *input_shape] traces it; the groups are found once, on the CPU.
+
+@dataclass(eq=False)
+class ChannelPruner(Pruner):
+    """The pruner of whole channels (``prune.granularity=channel``): the magnitude strategies
+    rank by ``settings.channel_score``, the others by the channel score of their name.
+
+    The channel groups are traced once, on the CPU, on ``x[:1]``.
     """
 
-    def __init__(self, make_model: Callable[[], nn.Module], example_input: torch.Tensor,
-                 score: str = "l1") -> None:
-        check_granularity("channel", score)
-        self.make_model, self.example_input, self.score = make_model, example_input, score
-        self._groups: list[ChannelGroup] | None = None
+    granularity: ClassVar[str] = "channel"
+    _groups: list[ChannelGroup] | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_granularity(self.granularity, self.settings.channel_score)
 
     def groups(self) -> list[ChannelGroup]:
+        """The model's channel groups (DepGraph), found on first use."""
         if self._groups is None:
             model = self.make_model().cpu()
-            self._groups = channel_groups(model, self.example_input.cpu())
+            self._groups = channel_groups(model, self.x[:1].cpu())
         return self._groups
+
+    def entry(self, strategy: str) -> tuple[Score, str]:
+        """The channel score and scope ``strategy`` ranks by; ConfigError naming the choices."""
+        return channel_strategy(strategy, self.settings.channel_score)
+
+    def scores(self, weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str, seed: int,
+               initial: dict[str, torch.Tensor] | None = None) -> Scores:
+        """Channel pruning ranks channels, not weights: ConfigError."""
+        raise ConfigError("the invert control needs scores per weight: it supports "
+                          "prune.granularity=weight only")
 
     def __call__(self, weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str,
                  seed: int, densities: dict[str, float],
                  initial: dict[str, torch.Tensor] | None = None) -> Mask:
-        kind, scope = check_strategy(strategy)
-        if kind not in ("magnitude", "random"):
-            raise ConfigError(f"prune.strategy={strategy} has no channel version; with "
-                              "prune.granularity=channel use a magnitude or random strategy")
-        score = self.score if kind == "magnitude" else "random"
-        return prune_channel_groups(self.groups(), weights, mask, score=score, scope=scope,
-                                    densities=densities, seed=seed)
+        """``prune_mask`` for channels: a smaller mask of whole channels."""
+        self.check(strategy)
+        score, scope = self.entry(strategy)
+        inputs = self.inputs(score, weights, mask, seed, initial)
+        return prune_channels(self.groups(), inputs, score, scope, densities)
