@@ -73,8 +73,9 @@ class Lottery:
     """One IMP experiment: settings, data, how to build the model and optimizer, where to log.
 
     ``pruner`` has ``prune_mask``'s signature (``lth.pruning.pruner.Pruner`` for every
-    registered score; its ``granularity`` says whether it prunes whole channels); ``versions`` (lth version, commit, ...) is noted in run.json for each
-    round this process completes; ``accel``: precision and compilation of the training step;
+    registered score; its ``granularity`` says whether it prunes whole channels);
+    ``versions`` (lth version, commit, ...) is noted in run.json for each round this process
+    completes; ``accel``: precision and compilation of the training step;
     ``mask_update(start)`` gives a begun round the update that may change its mask during
     its training (its state is checkpointed with the round).
     """
