@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -136,6 +138,21 @@ def test_default_config_hash_is_pinned() -> None:
     resolved = to_dict(compose_with([]))
     assert config_hash(resolved) == DEFAULT_HASH
     assert config_hash(to_dict(compose_with(["experiment=mnist1d_mlp"]))) == MNIST1D_MLP_HASH
+
+
+def test_a_corrected_score_trains_under_a_new_hash_and_no_other_run_moves() -> None:
+    """GraSP was corrected (g and Hg over the pruned weights only): its runs carry the score's
+    version in the hash; every other strategy's hash is what it was."""
+    from lth.store.hashing import SCORE_VERSIONS, semantic_config
+
+    grasp = to_dict(compose_with(["experiment=pai_mnist1d", "prune.strategy=grasp"]))
+    assert semantic_config(grasp)["prune"]["score_version"] == SCORE_VERSIONS["grasp"]
+    old = semantic_config(grasp)
+    del old["prune"]["score_version"]
+    assert config_hash(grasp) != hashlib.sha256(json.dumps(
+        old, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
+    snip = to_dict(compose_with(["experiment=pai_mnist1d", "prune.strategy=snip"]))
+    assert "score_version" not in semantic_config(snip)["prune"]
 
 
 def test_hash_ignores_logging_paths_and_rounds() -> None:

@@ -77,6 +77,22 @@ def _drop(cfg: dict[str, Any], dotted: str, default: Any) -> None:
         del node[leaf]
 
 
+# Scores corrected after runs were stored: a run that ranks by one is hashed with the version
+# of the score it is computed by (``prune.score_version``), so a run stored by the earlier code
+# keeps its directory and files, and the corrected score trains under a new hash instead of
+# mixing with it. score -> version. GraSP 2: g and Hg over the pruned weights only, as the
+# reference implementations compute them (1: every parameter with a gradient).
+SCORE_VERSIONS: dict[str, int] = {"grasp": 2}
+
+
+def _score_version(cfg: dict[str, Any]) -> int | None:
+    from lth.pruning.registry import STRATEGIES  # torch-free
+
+    strategy = _get(cfg, "prune.strategy")
+    kind = STRATEGIES.get(strategy, (None, None))[0] if isinstance(strategy, str) else None
+    return SCORE_VERSIONS.get(kind) if kind is not None else None
+
+
 def semantic_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved config that determines results."""
     out = json.loads(json.dumps({k: v for k, v in cfg.items() if k not in NON_SEMANTIC_KEYS}))
@@ -92,6 +108,9 @@ def semantic_config(cfg: dict[str, Any]) -> dict[str, Any]:
     for node in NEW_NODES:
         if out.get(node) == {}:
             del out[node]
+    version = _score_version(out)
+    if version is not None:
+        out["prune"]["score_version"] = version
     return out
 
 
