@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -66,3 +70,58 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+def run_cli(tmp: Path, module: str, *args: str, cwd: Path | None = None,
+            env: dict[str, str] | None = None, timeout: int = 300,
+            launcher: Sequence[str] = (PYTHON,), threads: int | None = 1, **popen: Any
+            ) -> subprocess.CompletedProcess:
+    """The real entry point ``python -m <module> <args>`` in a subprocess (in ``cwd``, default
+    ``tmp``): offline W&B under ``tmp``, ``threads`` intra-op threads (tiny models: a second
+    thread only contends on a busy CPU), output captured as text; ``popen`` goes to
+    ``subprocess.run`` (e.g. ``preexec_fn``)."""
+    environment = {**cli_env(tmp), **({"OMP_NUM_THREADS": str(threads)} if threads else {}),
+                   **(env or {})}
+    return subprocess.run([*launcher, "-m", module, *args], cwd=cwd or tmp, env=environment,
+                          capture_output=True, text=True, timeout=timeout, **popen)
+
+
+def run_dirs(result: subprocess.CompletedProcess) -> list[Path]:
+    """The run directories an entry point printed (``run directory: <path>`` lines)."""
+    assert result.returncode == 0, result.stdout + result.stderr
+    return [Path(ln.removeprefix("run directory: ")) for ln in result.stdout.splitlines()
+            if ln.startswith("run directory: ")]
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess]:
+    """``run_cli`` under this test's tmp_path: ``cli("experiments.lottery", *overrides)``."""
+    return functools.partial(run_cli, tmp_path)
+
+
+def sgd(params: Any) -> torch.optim.Optimizer:
+    """The tiny lotteries' optimizer."""
+    return torch.optim.SGD(params, lr=0.05, momentum=0.9, weight_decay=1e-4)
+
+
+def make_lottery(root: Path, *, data: Dataset | None = None,
+                 model: Callable[[], nn.Module] = TinyMLP,
+                 optimizer: Callable[..., torch.optim.Optimizer] = sgd,
+                 milestones: Sequence[int] = (30,), lottery: dict[str, Any] | None = None,
+                 **settings: Any):
+    """A Lottery on a tiny problem, built whole, stored under ``root`` with no sink.
+    ``settings`` override ``LotterySettings`` (defaults: 3 rounds of 40 iterations, batch 32,
+    global magnitude pruning of 30% a round, evaluation every 20); ``lottery`` passes more of
+    ``Lottery``'s fields (``pruner``, ``mask_update``, ``accel``, ...)."""
+    from lth.lottery import Lottery, LotterySettings
+    from lth.pruning import PruneRates
+    from lth.store import RunStore
+    from lth.tracking import NullSink
+    from lth.train import step_schedule
+
+    kw: dict[str, Any] = dict(seed=0, rounds=3, iterations=40, batch_size=32, rewind_iter=0,
+                              strategy="magnitude_global", rates=PruneRates(0.3), eval_every=20)
+    kw.update(settings)
+    return Lottery(LotterySettings(**kw), data if data is not None else make_blobs(), model,
+                   optimizer, step_schedule(list(milestones)), RunStore(root), NullSink(),
+                   torch.device("cpu"), **(lottery or {}))

@@ -17,7 +17,7 @@ from lth.pruning import full_mask, prune_mask
 from lth.store import RunStore
 from lth.train.accel import Accel, check_accel, check_compile
 from lth.train.loop import SingleStepper
-from tests.conftest import PYTHON, TinyMLP, cli_env, make_blobs
+from tests.conftest import TinyMLP, make_blobs, run_cli
 from tests.test_resume import assert_same_run, crash_at, make
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -159,12 +159,10 @@ def test_deterministic_rejects_a_nondeterministic_op() -> None:
 
 
 def _cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYTHON, "-m", "experiments.lottery", "experiment=mnist1d_mlp",
-         f"output_root={tmp_path / 'runs'}",
-         "wandb.mode=disabled", "progress=false", "train.duration=20it", "prune.rounds=0",
-         "dataset.num_samples=1200", *overrides],
-        cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=300)
+    return run_cli(tmp_path, "experiments.lottery", "experiment=mnist1d_mlp",
+                   f"output_root={tmp_path / 'runs'}", "wandb.mode=disabled", "progress=false",
+                   "train.duration=20it", "prune.rounds=0", "dataset.num_samples=1200",
+                   *overrides, threads=None)
 
 
 @pytest.mark.parametrize("overrides, message", [

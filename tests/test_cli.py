@@ -17,7 +17,7 @@ import torch
 from lth.store import RunStore
 from lth.store.lock import RunLock
 from lth.tracking import find_wandb_file, read_wandb_run
-from tests.conftest import PYTHON, ROOT, cli_env
+from tests.conftest import PYTHON, ROOT, cli_env, run_cli
 
 # The CLI's machinery on the small MLP of the former default (mnist1d_mlp): no controls, fast.
 TINY = ["experiment=mnist1d_mlp", "train.duration=200it", "train.eval_every=100it",
@@ -26,13 +26,9 @@ TINY = ["experiment=mnist1d_mlp", "train.duration=200it", "train.eval_every=100i
 
 
 def lottery(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None,
-            **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYTHON, "-m", "experiments.lottery", f"output_root={tmp_path / 'runs'}",
-         f"wandb.dir={tmp_path}", *overrides],
-        cwd=tmp_path, env={**cli_env(tmp_path), **(env or {})}, capture_output=True,
-        text=True, timeout=300, **kw,
-    )
+            **popen) -> subprocess.CompletedProcess:
+    return run_cli(tmp_path, "experiments.lottery", f"output_root={tmp_path / 'runs'}",
+                   f"wandb.dir={tmp_path}", *overrides, env=env, threads=None, **popen)
 
 
 def run_dir(result: subprocess.CompletedProcess) -> Path:

@@ -17,8 +17,7 @@ from lth.lottery.controls import (
     shuffled_mask,
 )
 from lth.tracking.wandb_sink import control_metrics
-from tests.conftest import TinyMLP
-from tests.test_lottery import make_lottery
+from tests.conftest import TinyMLP, make_lottery
 
 BOTH = ["random_reinit", "random_prune"]
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lth.store import RunStore
-from tests.conftest import PYTHON, cli_env
+from tests.conftest import PYTHON, run_cli
 from tests.test_resume import without_wall
 
 pytestmark = pytest.mark.slow  # each torchrun starts 2 interpreters with torch (~10 s)
@@ -23,11 +23,9 @@ RUN = ["experiment=mnist1d_mlp",  # the machinery on the small MLP
 
 def lottery(root: Path, *extra: str, ranks: bool = True, env: dict | None = None
             ) -> subprocess.CompletedProcess:
-    launcher = TORCHRUN if ranks else [PYTHON]
-    return subprocess.run(
-        [*launcher, "-m", "experiments.lottery", f"output_root={root}", f"wandb.dir={root}",
-         *RUN, *extra], cwd=root.parent, capture_output=True, text=True, timeout=600,
-        env={**cli_env(root.parent), "OMP_NUM_THREADS": "1", **(env or {})})
+    return run_cli(root.parent, "experiments.lottery", f"output_root={root}",
+                   f"wandb.dir={root}", *RUN, *extra, env=env, timeout=600,
+                   launcher=TORCHRUN if ranks else [PYTHON])
 
 
 def only_run(root: Path) -> RunStore:

@@ -17,7 +17,7 @@ import experiments.lottery as lottery_cli
 from lth.errors import ConfigError
 from lth.store import RunStore
 from lth.tracking import find_wandb_file, read_wandb_run
-from tests.conftest import PYTHON, ROOT, cli_env
+from tests.conftest import ROOT, run_cli
 
 CONF = str(ROOT / "conf")
 TEACHER = ["experiment=mnist1d_mlp",  # the machinery on the small MLP
@@ -109,10 +109,8 @@ def test_a_missing_or_wrong_teacher_is_a_config_error(tmp_path) -> None:
 
 def cli(tmp_path: Path, *overrides: str, env: dict[str, str] | None = None
         ) -> subprocess.CompletedProcess:
-    return subprocess.run([PYTHON, "-m", "experiments.distill", *overrides, "progress=false",
-                           "train.duration=40it"],
-                          cwd=tmp_path, env={**cli_env(tmp_path), **(env or {})},
-                          capture_output=True, text=True, timeout=300)
+    return run_cli(tmp_path, "experiments.distill", *overrides, "progress=false",
+                   "train.duration=40it", env=env, threads=None)
 
 
 def test_cli_student_logs_to_wandb(teachers, tmp_path) -> None:

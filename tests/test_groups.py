@@ -12,31 +12,28 @@ import torch
 
 import lth.lottery.span as span_module
 from lth.data import BatchIterator
-from lth.lottery import Lottery, LotterySettings, ReplicaLottery, run_with_controls
+from lth.lottery import Lottery, ReplicaLottery, run_with_controls
 from lth.lottery.instability import InstabilityOptions, pending_instability, run_instability
 from lth.models import MLP
 from lth.pruning import PruneRates, full_mask
-from lth.store import RunStore
-from lth.tracking import NullSink
-from lth.train import Span, step_schedule
+from lth.train import Span
 from lth.train.accel import Accel
 from lth.train.core import run_loop
 from lth.train.loop import SingleStepper
 from lth.train.replicas import ReplicaStepper
-from tests.conftest import make_blobs
+from tests.conftest import make_blobs, make_lottery
 
 DATA = make_blobs(n_train=256, n_test=128, dim=20, val=64)
 CONTROLS = ("random_reinit", "random_prune")
 
 
-def lottery(root: Path, seed: int, rounds: int = 2, **kw) -> Lottery:
-    settings = LotterySettings(seed=seed, rounds=rounds, iterations=60, batch_size=32,
-                               rewind_iter=10, strategy="magnitude_global",
-                               rates=PruneRates(0.5), eval_every=20, checkpoint_every=20, **kw)
-    return Lottery(settings, DATA, lambda: MLP((20,), 4, hidden=(48, 24)),
-                   functools.partial(torch.optim.Adam, lr=5e-3, fused=True),
-                   step_schedule([40]), RunStore(root / f"s{seed}"), NullSink(),
-                   torch.device("cpu"))
+def lottery(root: Path, seed: int, rounds: int = 2, fields: dict | None = None,
+            **kw) -> Lottery:
+    return make_lottery(root / f"s{seed}", data=DATA, model=lambda: MLP((20,), 4, hidden=(48, 24)),
+                        optimizer=functools.partial(torch.optim.Adam, lr=5e-3, fused=True),
+                        milestones=[40], lottery=fields, seed=seed, rounds=rounds,
+                        iterations=60, rewind_iter=10, rates=PruneRates(0.5),
+                        checkpoint_every=20, **kw)
 
 
 def close(single: dict, grouped: dict) -> None:
@@ -163,10 +160,9 @@ def test_channel_pruned_rounds_train_in_a_group(tmp_path: Path) -> None:
     from lth.pruning.structured import ChannelPruner
 
     def make(root: Path, seed: int) -> Lottery:
-        lot = lottery(root, seed, rounds=1)
-        return Lottery(lot.settings, DATA, lot.make_model, lot.make_optimizer, lot.lr_factor,
-                       lot.store, NullSink(), lot.device,
-                       pruner=ChannelPruner(lot.make_model, DATA.x_train, DATA.y_train, 32))
+        pruner = ChannelPruner(lambda: MLP((20,), 4, hidden=(48, 24)), DATA.x_train,
+                               DATA.y_train, 32)
+        return lottery(root, seed, rounds=1, fields={"pruner": pruner})
 
     single = make(tmp_path / "single", 3)
     single.run()

@@ -8,23 +8,10 @@ import pytest
 import torch
 
 from lth.errors import CheckpointError, ConfigError
-from lth.lottery import Lottery, LotterySettings
+from lth.lottery import Lottery
 from lth.pruning import PruneRates, kept_count
 from lth.store import RunStore
-from lth.tracking import NullSink
-from lth.train import step_schedule
-from tests.conftest import TinyMLP, make_blobs
-
-
-def make_lottery(root: Path, **overrides) -> Lottery:
-    kw = dict(seed=0, rounds=3, iterations=40, batch_size=32, rewind_iter=0,
-              strategy="magnitude_global", rates=PruneRates(0.3), eval_every=20)
-    kw.update(overrides)
-    return Lottery(
-        LotterySettings(**kw), make_blobs(), TinyMLP,
-        lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-4),
-        step_schedule([30]), RunStore(root), NullSink(), torch.device("cpu"),
-    )
+from tests.conftest import make_lottery
 
 
 def states_at_round_start(monkeypatch: pytest.MonkeyPatch) -> dict[int, tuple[dict, dict]]:

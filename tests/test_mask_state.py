@@ -12,15 +12,14 @@ from torch import nn
 
 import lth.lottery.span as span_module
 from lth.data import BatchIterator
-from lth.lottery import Lottery, LotterySettings, ReplicaLottery
+from lth.lottery import Lottery, ReplicaLottery
 from lth.pruning import PruneRates
 from lth.store import RunStore
-from lth.tracking import NullSink
-from lth.train import Span, step_schedule
+from lth.train import Span
 from lth.train.loop import SingleStepper
 from lth.train.masking import MaskChange, Masking, UpdateContext
 from lth.train.replicas import ReplicaStepper
-from tests.conftest import TinyMLP, make_blobs
+from tests.conftest import TinyMLP, make_blobs, make_lottery
 
 LAYER = "fc2.weight"
 
@@ -61,13 +60,10 @@ DATA = make_blobs()
 
 def lottery(root: Path, seed: int = 0, at: tuple[int, ...] = (10, 50)) -> Lottery:
     """Round 1 of a tiny IMP run gets the toy update (round 0 stays dense and constant)."""
-    settings = LotterySettings(seed=seed, rounds=1, iterations=60, batch_size=32,
-                               rewind_iter=0, strategy="magnitude_global",
-                               rates=PruneRates(0.5), eval_every=20, checkpoint_every=20)
-    return Lottery(settings, DATA, TinyMLP,
-                   lambda p: torch.optim.Adam(p, lr=1e-2), step_schedule([40]),
-                   RunStore(root), NullSink(), torch.device("cpu"),
-                   mask_update=lambda st: Regrow(7, at, 100 + seed) if st.k == 1 else None)
+    update = lambda st: Regrow(7, at, 100 + seed) if st.k == 1 else None  # noqa: E731
+    return make_lottery(root, data=DATA, optimizer=lambda p: torch.optim.Adam(p, lr=1e-2),
+                        milestones=[40], lottery={"mask_update": update}, seed=seed,
+                        rounds=1, iterations=60, rates=PruneRates(0.5), checkpoint_every=20)
 
 
 def stop_at(monkeypatch, it: int, k: int = 1) -> None:
@@ -235,9 +231,6 @@ def test_a_constant_mask_is_never_asked_for_an_update(tmp_path: Path, monkeypatc
     calls: list = []
     monkeypatch.setattr(SingleStepper, "set_masks", lambda self, *a: calls.append(a))
     monkeypatch.setattr(SingleStepper, "dense_grads", lambda self, it: calls.append(it))
-    settings = LotterySettings(seed=0, rounds=1, iterations=30, batch_size=32, rewind_iter=0,
-                               strategy="magnitude_global", rates=PruneRates(0.5))
-    Lottery(settings, make_blobs(), TinyMLP, lambda p: torch.optim.SGD(p, lr=0.1),
-            step_schedule([]), RunStore(tmp_path), NullSink(), torch.device("cpu")).run()
+    make_lottery(tmp_path, rounds=1, iterations=30, rates=PruneRates(0.5)).run()
     assert calls == []
     assert Span(0, 1, lambda it: 1.0).iterations == 1

@@ -16,7 +16,7 @@ from lth.errors import ConfigError
 from lth.models import MLP1D
 from lth.pruning import full_mask, prune_mask
 from lth.pruning.prune import check_pool_bias
-from tests.conftest import PYTHON, cli_env
+from tests.conftest import run_cli
 from tests.test_config import compose_with
 
 
@@ -119,11 +119,10 @@ def test_preset_composes_to_the_notebooks_settings() -> None:
 
 
 def notebook_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYTHON, "-m", "experiments.lottery", "experiment=mnist1d_notebook",
-         f"output_root={tmp_path / 'runs'}", f"wandb.dir={tmp_path}", "wandb.mode=disabled",
-         "progress=false", *overrides],
-        cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=1200)
+    return run_cli(tmp_path, "experiments.lottery", "experiment=mnist1d_notebook",
+                   f"output_root={tmp_path / 'runs'}", f"wandb.dir={tmp_path}",
+                   "wandb.mode=disabled", "progress=false", *overrides, timeout=1200,
+                   threads=None)
 
 
 def records(tmp_path: Path, name: str) -> list[dict]:

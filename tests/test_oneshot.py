@@ -18,8 +18,7 @@ from lth.pruning import (
     target_densities,
 )
 from lth.store import config_hash
-from tests.conftest import TinyMLP
-from tests.test_lottery import make_lottery
+from tests.conftest import TinyMLP, make_lottery
 
 
 def random_weights(mask: dict) -> dict:

@@ -17,7 +17,7 @@ from lth.pruning.prune import keep_top
 from lth.pruning.scores import compute_scores
 from lth.tracking import find_wandb_file, read_wandb_run
 from lth.train.evaluate import evaluate
-from tests.conftest import PYTHON, cli_env
+from tests.conftest import run_cli, run_dirs
 
 TINY = ["experiment=mnist1d_mlp",  # the machinery on the small MLP
         "train.duration=60it", "train.eval_every=0it", "dataset.num_samples=1200",
@@ -28,18 +28,9 @@ AT_INIT = ["prune.at_init=true", "prune.schedule=[0.5,0.1]", "prune.rounds=2",
 
 
 def lottery(tmp: Path, *overrides: str, multirun: bool = False) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYTHON, "-m", "experiments.lottery", *(["-m"] if multirun else []),
-         f"output_root={tmp / 'runs'}",
-         f"wandb.dir={tmp}", *TINY, *overrides],
-        cwd=tmp, env={**cli_env(tmp), "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-        timeout=600)
-
-
-def run_dirs(result: subprocess.CompletedProcess) -> list[Path]:
-    assert result.returncode == 0, result.stdout + result.stderr
-    return [Path(ln.removeprefix("run directory: ")) for ln in result.stdout.splitlines()
-            if ln.startswith("run directory: ")]
+    return run_cli(tmp, "experiments.lottery", *(["-m"] if multirun else []),
+                   f"output_root={tmp / 'runs'}", f"wandb.dir={tmp}", *TINY, *overrides,
+                   timeout=600)
 
 
 def jsonl(path: Path) -> list[dict]:

@@ -12,7 +12,7 @@ import pytest
 from lth.errors import Preempted
 from lth.store import RunStore
 from lth.train.preempt import handle_preemption
-from tests.conftest import PYTHON, cli_env
+from tests.conftest import run_cli
 from tests.test_resume import assert_same_run, make
 
 RUN = ["experiment=mnist1d_mlp",  # the machinery on the small MLP
@@ -21,10 +21,8 @@ RUN = ["experiment=mnist1d_mlp",  # the machinery on the small MLP
 
 
 def lottery(root: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [PYTHON, "-m", "experiments.lottery", f"output_root={root}", *RUN],
-        cwd=root.parent, env={**cli_env(root.parent), **(env or {})}, capture_output=True,
-        text=True, timeout=300)
+    return run_cli(root.parent, "experiments.lottery", f"output_root={root}", *RUN, env=env,
+                   threads=None)
 
 
 def store_of(result: subprocess.CompletedProcess) -> RunStore:

@@ -13,15 +13,14 @@ from torch import nn
 from experiments.setup import to_dict
 from lth.data import BatchIterator, Dataset, StackedBatches
 from lth.errors import ConfigError
-from lth.lottery import Lottery, LotterySettings, ReplicaLottery
+from lth.lottery import Lottery, ReplicaLottery
 from lth.models import CNN1D, MLP
 from lth.pruning import PruneRates, full_mask
 from lth.store import RunStore, config_hash
-from lth.tracking import NullSink
-from lth.train import LoopOptions, Span, step_schedule, train
+from lth.train import LoopOptions, Span, train
 from lth.train.accel import Accel
 from lth.train.replicas import ReplicaStepper, check_replicable, train_replicas
-from tests.conftest import PYTHON, cli_env, make_blobs
+from tests.conftest import PYTHON, cli_env, make_blobs, make_lottery
 from tests.test_config import compose_with
 
 SEEDS = [11, 12, 13]
@@ -155,13 +154,10 @@ def test_replicas_train_other_optimizers_as_single_runs_keeping_pruned_weights_z
 # --- the multi-seed lottery -------------------------------------------------------------------
 
 def lottery_for(root, seed: int, make_model, rounds: int = 1):
-    settings = LotterySettings(seed=seed, rounds=rounds, iterations=60, batch_size=32,
-                               rewind_iter=10, strategy="magnitude_global",
-                               rates=PruneRates(0.5), eval_every=20)
-    return Lottery(settings, DATA, make_model,
-                   functools.partial(torch.optim.Adam, lr=5e-3, fused=True),
-                   step_schedule([40]), RunStore(root / f"s{seed}"), NullSink(),
-                   torch.device("cpu"))
+    return make_lottery(root / f"s{seed}", data=DATA, model=make_model,
+                        optimizer=functools.partial(torch.optim.Adam, lr=5e-3, fused=True),
+                        milestones=[40], seed=seed, rounds=rounds, iterations=60,
+                        rewind_iter=10, rates=PruneRates(0.5))
 
 
 DATA = make_blobs(n_train=256, n_test=128, dim=20, val=64)
@@ -273,12 +269,10 @@ RESUME_OPTIMIZERS = {  # the direct fused-kernel paths and optimizer.step() on v
 
 
 def resumable_lottery(root, seed: int, opt: str = "adam_fused") -> Lottery:
-    settings = LotterySettings(seed=seed, rounds=1, iterations=60, batch_size=32,
-                               rewind_iter=10, strategy="magnitude_global",
-                               rates=PruneRates(0.5), eval_every=20, checkpoint_every=15)
-    return Lottery(settings, DATA, LOTTERY_MODELS["lth_mlp"], RESUME_OPTIMIZERS[opt],
-                   step_schedule([40]), RunStore(root / f"s{seed}"), NullSink(),
-                   torch.device("cpu"))
+    return make_lottery(root / f"s{seed}", data=DATA, model=LOTTERY_MODELS["lth_mlp"],
+                        optimizer=RESUME_OPTIMIZERS[opt], milestones=[40], seed=seed, rounds=1,
+                        iterations=60, rewind_iter=10, rates=PruneRates(0.5),
+                        checkpoint_every=15)
 
 
 def resumable_group(root, seeds=(3, 4), opt: str = "adam_fused") -> ReplicaLottery:

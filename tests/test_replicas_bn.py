@@ -12,13 +12,12 @@ from torch import nn
 
 from lth.data import Dataset
 from lth.errors import ConfigError
-from lth.lottery import Lottery, LotterySettings, ReplicaLottery
+from lth.lottery import Lottery, ReplicaLottery
 from lth.models import VGG, ResNetCIFAR
 from lth.pruning import PruneRates, full_mask
-from lth.store import RunStore
-from lth.tracking import NullSink
-from lth.train import LoopOptions, Span, step_schedule, train
+from lth.train import LoopOptions, Span, train
 from lth.train.replicas import check_replicable, train_replicas
+from tests.conftest import make_lottery
 from tests.test_replicas import Crash, crash_replicas_at
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -124,13 +123,12 @@ IMAGES = images(8)  # one Dataset shared by the group's lotteries
 
 
 def bn_lottery(root, seed: int) -> Lottery:
-    settings = LotterySettings(seed=seed, rounds=1, iterations=24, batch_size=16,
-                               rewind_iter=4, strategy="magnitude_global",
-                               rates=PruneRates(0.5), eval_every=8, checkpoint_every=6)
-    return Lottery(settings, IMAGES, lambda: ResNetCIFAR((3, 8, 8), 4, depth=8, width=8),
-                   functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9),
-                   step_schedule([16]), RunStore(root / f"s{seed}"), NullSink(),
-                   torch.device("cpu"))
+    return make_lottery(root / f"s{seed}", data=IMAGES,
+                        model=lambda: ResNetCIFAR((3, 8, 8), 4, depth=8, width=8),
+                        optimizer=functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9),
+                        milestones=[16], seed=seed, rounds=1, iterations=24, batch_size=16,
+                        rewind_iter=4, rates=PruneRates(0.5), eval_every=8,
+                        checkpoint_every=6)
 
 
 def test_batchnorm_replica_group_resumes_mid_round_bit_identically(tmp_path,

@@ -21,13 +21,11 @@ import lth.lottery.driver as driver_module
 import lth.lottery.span as span_module
 from lth.data import load_dataset
 from lth.errors import CheckpointError, DataError, LockError, StorageError, TrainingError
-from lth.lottery import Lottery, LotterySettings
-from lth.pruning import PruneRates
+from lth.lottery import Lottery
 from lth.store import RunStore
 from lth.store.lock import RunLock
-from lth.tracking import NullSink
-from lth.train import checkpoint, step_schedule
-from tests.conftest import ROOT, TinyMLP, make_blobs
+from lth.train import checkpoint
+from tests.conftest import ROOT, TinyMLP, make_lottery, sgd
 from tests.datafiles import make_cifar10
 
 
@@ -44,16 +42,9 @@ class DropoutMLP(TinyMLP):
 
 def make(root: Path, adam: bool = False, model: type[nn.Module] = DropoutMLP,
          **overrides) -> Lottery:
-    kw = dict(seed=0, rounds=2, iterations=40, batch_size=32, rewind_iter=0,
-              strategy="magnitude_global", rates=PruneRates(0.3), eval_every=20,
-              checkpoint_every=10)
-    kw.update(overrides)
-    if adam:
-        opt = lambda p: torch.optim.Adam(p, lr=0.01)  # noqa: E731
-    else:
-        opt = lambda p: torch.optim.SGD(p, lr=0.05, momentum=0.9, weight_decay=1e-4)  # noqa: E731
-    return Lottery(LotterySettings(**kw), make_blobs(), model, opt, step_schedule([25]),
-                   RunStore(root), NullSink(), torch.device("cpu"))
+    kw = {"rounds": 2, "checkpoint_every": 10, **overrides}
+    opt = (lambda p: torch.optim.Adam(p, lr=0.01)) if adam else sgd
+    return make_lottery(root, model=model, optimizer=opt, milestones=[25], **kw)
 
 
 class Crash(BaseException):

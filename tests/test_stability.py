@@ -32,8 +32,7 @@ from lth.measure.interpolate import (
     reset_bn_stats,
 )
 from lth.pruning import PruneRates, apply_mask, prune_mask
-from tests.conftest import TinyMLP, make_blobs
-from tests.test_lottery import make_lottery
+from tests.conftest import TinyMLP, make_blobs, make_lottery
 
 
 # -- interpolation and the barrier ------------------------------------------------------------

@@ -17,7 +17,7 @@ import torch
 from experiments.setup import to_dict
 from lth.store import RunStore, config_hash
 from lth.tracking import find_wandb_file, read_wandb_run
-from tests.conftest import PYTHON, ROOT, cli_env
+from tests.conftest import ROOT, run_cli
 from tests.test_config import DEFAULT_HASH, compose_with
 
 TINY = ["experiment=mnist1d_mlp",  # the machinery on the small MLP
@@ -29,9 +29,7 @@ KILL = "LTH_TEST_KILL_AT"
 
 def cli(tmp: Path, module: str, *args: str, env: dict | None = None
         ) -> subprocess.CompletedProcess:
-    environment = {**cli_env(tmp), "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([PYTHON, "-m", module, *args], cwd=ROOT, env=environment,
-                          capture_output=True, text=True, timeout=300)
+    return run_cli(tmp, module, *args, cwd=ROOT, env=env)
 
 
 def instability(tmp: Path, run: Path, *args: str, env: dict | None = None

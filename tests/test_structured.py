@@ -10,7 +10,6 @@ import torch
 from torch import nn
 
 from lth.errors import ConfigError
-from lth.lottery import Lottery, LotterySettings
 from lth.models import CNN1D, MLP, VGG, ConvNet, LeNet300100, ResNetCIFAR, TorchvisionClassifier
 from lth.pruning import (
     PruneRates,
@@ -20,10 +19,7 @@ from lth.pruning import (
     output_layer_name,
     scheduled_densities,
 )
-from lth.store import RunStore
-from lth.tracking import NullSink
-from lth.train import step_schedule
-from tests.conftest import TinyMLP, make_blobs
+from tests.conftest import TinyMLP, make_blobs, make_lottery
 
 pytest.importorskip("torch_pruning")
 
@@ -166,12 +162,12 @@ def test_unknown_granularity_or_score(granularity: str, score: str) -> None:
 
 
 def test_lottery_loop_prunes_channels(tmp_path: Path) -> None:
-    settings = LotterySettings(seed=0, rounds=2, iterations=30, batch_size=32, rewind_iter=0,
-                               strategy="magnitude_layerwise", rates=PruneRates(0.5))
     data = make_blobs()
-    lottery = Lottery(settings, data, TinyMLP, lambda p: torch.optim.SGD(p, lr=0.05),
-                      step_schedule([]), RunStore(tmp_path), NullSink(), torch.device("cpu"),
-                      pruner=ChannelPruner(TinyMLP, data.x_train, data.y_train, 32))
+    lottery = make_lottery(tmp_path, data=data, optimizer=lambda p: torch.optim.SGD(p, lr=0.05),
+                           milestones=[], rounds=2, iterations=30, eval_every=0,
+                           strategy="magnitude_layerwise", rates=PruneRates(0.5),
+                           lottery={"pruner": ChannelPruner(TinyMLP, data.x_train, data.y_train,
+                                                            32)})
     records = lottery.run()
     mask = lottery.store.load_tensors(lottery.store.mask_path(2))
     assert int(mask["fc1.weight"].all(dim=1).sum()) == 8  # 32 -> 16 -> 8 neurons

@@ -23,7 +23,7 @@ from hydra import compose, initialize_config_dir
 from experiments.schema import register
 from lth.tracking import find_wandb_file, read_wandb_run
 from scripts.aggregate import main as aggregate_main
-from tests.conftest import PYTHON, ROOT, cli_env
+from tests.conftest import ROOT, run_cli
 
 TINY = ["experiment=mnist1d_mlp", "train.duration=200it", "prune.rounds=2",
         "dataset.num_samples=1200", "progress=false"]
@@ -31,10 +31,7 @@ register()
 
 
 def cli(tmp: Path, module: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = cli_env(tmp)
-    env["OMP_NUM_THREADS"] = "1"  # tiny models: threads only contend on a busy CPU
-    result = subprocess.run([PYTHON, "-m", module, *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=timeout)
+    result = run_cli(tmp, module, *args, cwd=ROOT, timeout=timeout)
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 

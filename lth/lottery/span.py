@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from lth.data import Dataset
@@ -32,7 +31,7 @@ from lth.store import RunStore
 from lth.train import Callbacks, LoopOptions, Span, TrainResult, TrainState, checkpoint, run_loop
 from lth.train.checkpoint import Checkpoint
 from lth.train.core import Stepper
-from lth.train.masking import NO_UPDATE, Mask, MaskUpdate
+from lth.train.masking import NO_UPDATE, Mask, MaskUpdate, same_mask
 
 Hook = Callable[[nn.Module], None]
 Record = dict[str, Any]
@@ -183,11 +182,6 @@ def train(members: Sequence[Member], build: StepperFactory, data: Dataset,
     return results
 
 
-def masks_differ(a: Mask, b: Mask) -> bool:
-    """Whether two masks keep different weights."""
-    return set(a) != set(b) or any(not torch.equal(a[n].cpu(), b[n].cpu()) for n in a)
-
-
 def finish(member: Member, result: TrainResult, record: Record,
            versions: Mapping[str, str] | None = None) -> None:
     """Store a finished member: final mask (start mask beside it where they differ), weights,
@@ -196,7 +190,7 @@ def finish(member: Member, result: TrainResult, record: Record,
     k, name, kind = member.place
     if result.mask:
         store.save_tensors(store.mask_path(k, name, kind), result.mask)
-        if masks_differ(result.mask, st.mask):
+        if not same_mask(result.mask, st.mask):
             store.save_tensors(store.start_mask_path(k, name, kind), st.mask)
     store.save_tensors(store.final_path(k, name, kind), st.model.state_dict())
     store.write_text(store.curve_path(k, name, kind), json.dumps(result.evals))

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from lth.data import Dataset
 from lth.errors import TrainingError
 from lth.train import preempt
-from lth.train.masking import NO_UPDATE, Mask, MaskUpdate, UpdateContext
+from lth.train.masking import NO_UPDATE, Mask, MaskUpdate, UpdateContext, same_mask
 from lth.train.parts import (
     Callbacks,
     ChangeCallback,
@@ -144,8 +144,7 @@ def _resume(stepper: Stepper, updates: Sequence[MaskUpdate],
     """The checkpoint's masks (where they differ from the stepper's) and update states."""
     current = stepper.masks()
     masks = [s.mask if s.mask is not None else m for s, m in zip(resume, current)]
-    if any(set(a) != set(b) or not all(torch.equal(a[n].cpu(), b[n].cpu()) for n in a)
-           for a, b in zip(masks, current)):
+    if not all(same_mask(a, b) for a, b in zip(masks, current)):
         stepper.set_masks(masks)
     for u, s in zip(updates, resume):
         if s.update:

@@ -29,11 +29,11 @@ from lth.train.core import (
 )
 from lth.train.distributed import Dist
 from lth.train.evaluate import evaluate
-from lth.train.masking import Mask, Masking, MaskUpdate
-from lth.train.step import UpdateStep, needs_remask
+from lth.train.masking import Masking, MaskUpdate
+from lth.train.step import MaskedStepper, UpdateStep, needs_remask
 
 
-class SingleStepper:
+class SingleStepper(MaskedStepper):
     """The update of one model: ``loss(model, x, y)`` (default: cross-entropy) on
     ``batches.batch(it)``, masked gradients.
 
@@ -99,18 +99,7 @@ class SingleStepper:
     def models(self) -> list[nn.Module]:
         return [self.model]
 
-    # -- the mask as training state ------------------------------------------------------
-    def masks(self) -> list[Mask]:
-        return self.masking.masks
-
-    def set_masks(self, masks: Sequence[Mask],
-                  values: Sequence[Mapping[str, torch.Tensor] | None] | None = None) -> None:
-        self.masking.set(masks, values)
-        self.update.remask = bool(self.masking.params) and needs_remask(self.optimizer)
-
-    def optimizer_state(self, k: int) -> Callable[[str], Mapping[str, Any]]:
-        return lambda name: self._state_of(k, name)
-
+    # -- the mask as training state (masks, set_masks, optimizer_state: MaskedStepper) -
     def dense_grads(self, it: int) -> list[dict[str, torch.Tensor]]:
         """Gradients of batch ``it``'s loss w.r.t. the masked parameters, not masked (nothing
         is stepped; BatchNorm statistics are left as they were)."""

@@ -129,6 +129,11 @@ def pruned_names(masks: Sequence[Mapping[str, torch.Tensor]]) -> list[str]:
     return sorted(n for n in masks[0] if not all(bool(m[n].all()) for m in masks))
 
 
+def same_mask(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor]) -> bool:
+    """Whether two masks keep the same weights (wherever their tensors lie)."""
+    return set(a) == set(b) and all(torch.equal(a[n].cpu(), b[n].cpu()) for n in a)
+
+
 def mask_grads(params: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
     """Zero the pruned entries of the gradients of ``params`` (those that have one)."""
     pairs = [(p.grad, m) for p, m in zip(params, masks) if p.grad is not None]

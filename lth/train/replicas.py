@@ -58,10 +58,10 @@ from lth.train.core import (
     set_lr,
 )
 from lth.train.distributed import Dist
-from lth.train.masking import Mask, Masking, MaskUpdate
+from lth.train.masking import Masking, MaskUpdate
 from lth.train.replica_optim import ReplicaStep
 from lth.train.stack import Stack
-from lth.train.step import UpdateStep, needs_remask
+from lth.train.step import MaskedStepper, UpdateStep, needs_remask
 
 _NOT_VMAPPABLE = (nn.modules.dropout._DropoutNd,)
 
@@ -88,7 +88,7 @@ def check_replica_accel(accel: Accel) -> None:
                           "every replica's step; use train.precision=bf16, or replicas=1")
 
 
-class ReplicaStepper:
+class ReplicaStepper(MaskedStepper):
     """The update of K stacked models: replica k trains on seed ``seeds[k]``'s batches with
     mask ``masks[k]``; ``make_optimizer`` gets every replica's parameters (views of the stacked
     ones, replica by replica). ``accel``: bf16 autocast and compile as for one model.
@@ -148,18 +148,7 @@ class ReplicaStepper:
         self.stack.write_back()
         return self.stack.models
 
-    # -- the mask as training state ------------------------------------------------------
-    def masks(self) -> list[Mask]:
-        return self.masking.masks
-
-    def set_masks(self, masks: Sequence[Mask],
-                  values: Sequence[Mapping[str, torch.Tensor] | None] | None = None) -> None:
-        self.masking.set(masks, values)
-        self.update.remask = bool(self.masking.params) and needs_remask(self.optimizer)
-
-    def optimizer_state(self, k: int) -> Callable[[str], Mapping[str, Any]]:
-        return lambda name: self._state_of(k, name)
-
+    # -- the mask as training state (masks, set_masks, optimizer_state: MaskedStepper) -
     def dense_grads(self, it: int) -> list[dict[str, torch.Tensor]]:
         """Per replica, the gradients of batch ``it``'s loss by masked parameter, not masked
         (nothing is stepped; BatchNorm statistics are left as they were)."""

@@ -17,14 +17,14 @@ fused optimizer kernel can revive them, and a skipped fp16 step changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from lth.train.distributed import Dist
-from lth.train.masking import ZERO_PRESERVING, Masking
+from lth.train.masking import ZERO_PRESERVING, Mask, Masking
 
 
 def needs_remask(optimizer: Any) -> bool:
@@ -72,3 +72,27 @@ class UpdateStep:
         if self.remask:
             self.masking.mask_weights()
         return reported
+
+
+class MaskedStepper:
+    """What the steppers share besides their loss: the masks they hold (``masking``), the
+    update step (``update``) over ``optimizer``, and each replica's optimizer state by name
+    (``_state_of``, the stepper's own)."""
+
+    masking: Masking
+    update: UpdateStep
+    optimizer: Any
+
+    def _state_of(self, k: int, name: str) -> Mapping[str, Any]:
+        raise NotImplementedError
+
+    def masks(self) -> list[Mask]:
+        return self.masking.masks
+
+    def set_masks(self, masks: Sequence[Mask],
+                  values: Sequence[Mapping[str, torch.Tensor] | None] | None = None) -> None:
+        self.masking.set(masks, values)
+        self.update.remask = bool(self.masking.params) and needs_remask(self.optimizer)
+
+    def optimizer_state(self, k: int) -> Callable[[str], Mapping[str, Any]]:
+        return lambda name: self._state_of(k, name)
