@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,6 +55,7 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], tuple[int, ...]]] = {
 }
 BIAS = {"weights": (False, False), "biases": (True, False), "pooled": (True, True)}
 BATCH_SIZE, SCORE_BATCHES, SCORE_ITERATIONS, SEED = 16, 2, 5, 3
+DATA_MASKS = Path(__file__).parent / "fixtures" / "strategy_masks_data.pt"
 FIRST, SECOND = 0.5, 0.2  # targets of the two steps; the output layer keeps more
 
 
@@ -110,3 +113,34 @@ def digest(mask: Mask) -> str:
         h.update(f"{n}{tuple(m.shape)}".encode())
         h.update(m.flatten().to(torch.uint8).numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+def pack(mask: Mask) -> dict[str, torch.Tensor]:
+    """``mask`` as bit-packed uint8 tensors (for the stored masks of data-dependent scores)."""
+    return {n: torch.from_numpy(np.packbits(m.bool().flatten().numpy())) for n, m in mask.items()}
+
+
+def unpack(packed: dict[str, torch.Tensor], like: Mask) -> Mask:
+    """The masks ``pack`` stored, shaped like ``like``."""
+    return {n: torch.from_numpy(np.unpackbits(packed[n].numpy())[:m.numel()].copy())
+            .bool().reshape(m.shape) for n, m in like.items()}
+
+
+if __name__ == "__main__":  # python -m tests.pinned_masks: store the data-dependent masks
+    from lth.pruning import STRATEGIES
+    from lth.pruning import registry as reg
+    from lth.pruning.pruner import Pruner, PrunerSettings
+
+    torch.set_num_threads(1)
+    stored = {}
+    for model in MODELS:
+        for bias in BIAS:
+            c = case(model, bias)
+            pruner = Pruner(c.make_model, c.x, c.y, BATCH_SIZE,
+                            PrunerSettings(SCORE_BATCHES, SCORE_ITERATIONS, pool_bias=c.pool_bias))
+            for strategy, (score, _) in STRATEGIES.items():
+                if {"model", "batches"} & set(reg.get_score(score).needs):
+                    masks = run_case(c, pruner, strategy)
+                    stored[f"{model}/{bias}/{strategy}"] = [pack(m) for m in masks]
+    torch.save(stored, DATA_MASKS)
+    print(f"{len(stored)} cases -> {DATA_MASKS}")
