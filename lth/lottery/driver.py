@@ -59,7 +59,7 @@ from lth.train.accel import Accel
 from lth.train.core import Stepper
 from lth.train.distributed import Dist, barrier, check_same_mask
 from lth.train.loop import SingleStepper
-from lth.train.masking import Chain, MaskUpdate
+from lth.train.masking import Chain, MaskChange, MaskUpdate
 from lth.train.replicas import ReplicaStepper
 from lth.train.schedule import LRFactor
 
@@ -166,8 +166,13 @@ class Lottery:
         seed = b.data_seed if b is not None and b.data_seed is not None else s.data_seed
         on_eval = (lambda it, point, k=start.k: self.sink.log_curve(k, it, point)) \
             if b is None else None
-        on_change = (lambda it, change, k=start.k: self.sink.log_curve(k, it, change.stats)) \
-            if b is None else None
+
+        def on_change(it: int, change: MaskChange, k: int = start.k) -> None:
+            # data parallel: every rank must make the same update (TrainingError otherwise)
+            check_same_mask(change.mask, self.dist, f"round {k}'s update at iteration {it}")
+            if b is None:
+                self.sink.log_curve(k, it, change.stats)
+
         label = f"seed {s.seed}" + (f" {b.name}" if b else "")
         return Member(start, self.store, seed, on_eval, label, on_change)
 
