@@ -52,6 +52,9 @@ class PruneSchema:
     score_batches: int = 1               # snip/grasp: training batches the scores sum over
     score_iterations: int = 100          # synflow: scoring steps, exponential density schedule
     score_mode: str = "train"            # snip/grasp: scratch model in train | eval mode (BN)
+    # uniform | er | erk: each round's layer densities at its overall density (a layer-wise
+    # strategy); null: by the rates (fraction, conv_fraction, output_fraction)
+    distribution: str | None = None
 
 
 @dataclass

@@ -166,6 +166,7 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
         eval_every=it("train.eval_every", t.eval_every), include_bias=p.prune_bias,
         checkpoint_every=it("train.checkpoint_every", t.checkpoint_every),
         oneshot=p.oneshot, schedule=tuple(p.schedule), at_init=p.at_init,
+        distribution=OmegaConf.select(cfg, "prune.distribution", default=None),
         supermask=a.supermask, supermask_constant=a.supermask_constant,
         early_bird_every=it("analysis.early_bird_every", a.early_bird_every),
         early_bird_threshold=a.early_bird_threshold, early_bird_ticket=a.early_bird_ticket,

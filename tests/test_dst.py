@@ -15,10 +15,10 @@ from lth.data import BatchIterator
 from lth.errors import ConfigError
 from lth.lottery.cost import ForwardCost, training_macs
 from lth.lottery.sparse import SparseTraining
+from lth.pruning import PruneRates
 from lth.pruning.densities import layer_densities
 from lth.pruning.dst import cosine_fraction, drop_grow, gmp_sparsity, random_mask
 from lth.pruning.scopes import kept_count
-from lth.pruning import PruneRates
 from lth.train import Callbacks, Span, run_loop
 from lth.train.loop import SingleStepper
 from lth.train.masking import UpdateContext
@@ -325,3 +325,23 @@ def test_training_macs_by_hand() -> None:
     assert cost.at({"a": 0.5, "b": 0.25}) == 5 + 6 + 2
     macs = training_macs(cost, {"a": 1.0, "b": 1.0}, [(4, {"a": 0.5, "b": 0.5})], (0, 10), 1, 2)
     assert macs == 2 * (3 * 25 * 4 + 3 * 15 * 6 + (2 * 25 + 25))
+
+
+def test_random_pruning_at_init_takes_erk_densities(tmp_path: Path, one_thread) -> None:
+    lottery = make_lottery(tmp_path, rounds=2, strategy="random", at_init=True,
+                           distribution="erk", rates=PruneRates(0.5))
+    records = lottery.run()
+    shapes = {n: tuple(p.shape) for n, p in TinyMLP().named_parameters() if n.endswith("weight")}
+    for k in (1, 2):
+        target = layer_densities(shapes, 0.5 ** k, "erk")
+        assert records[k]["layer_density"] == {
+            n: kept_count(math.prod(s), target[n]) / math.prod(s) for n, s in shapes.items()}
+    assert records[2]["layer_density"]["out.weight"] > records[2]["layer_density"]["fc2.weight"]
+
+
+def test_a_distribution_needs_a_layerwise_strategy(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="prune.distribution=erk sets each layer's density, "
+                                          "but prune.strategy=magnitude_global"):
+        make_lottery(tmp_path, distribution="erk")
+    with pytest.raises(ConfigError, match="prune.distribution='erx' is unknown"):
+        make_lottery(tmp_path, strategy="magnitude_layerwise", distribution="erx")

@@ -51,6 +51,7 @@ from lth.pruning import (
     remaining,
     total,
 )
+from lth.pruning.densities import mask_densities
 from lth.store import RunStore
 from lth.tracking import Sink
 from lth.tracking.wandb_sink import control_metrics
@@ -110,8 +111,10 @@ class Lottery:
         mask = early_bird_mask(self.store, model) if k == 1 and s.early_bird_ticket else None
         if mask is None:
             rates = layer_rates(model, sorted(inputs.mask), s.rates)
+            densities = s.round_densities(k, rates) if s.distribution is None else \
+                mask_densities(inputs.mask, s.round_density(k), s.distribution)
             mask = self.pruner(inputs.weights, inputs.mask, strategy=s.strategy,
-                               densities=s.round_densities(k, rates), seed=s.prune_seed(k),
+                               densities=densities, seed=s.prune_seed(k),
                                initial=inputs.initial)
         return mask, self.states.start_weights(k, model, None if s.at_init else inputs.weights)
 
