@@ -236,14 +236,14 @@ class Lottery:
     def cost(self, start: RoundStart) -> Record:
         """What the round's (or branch's) training spent (``lth.lottery.cost``) and, for a
         round, ``search_cost``: every round's from round 0 on (None where a stored round
-        lacks its cost)."""
+        lacks its cost); pruning at init: its own."""
         s = self.settings
         cost: Record = training_cost(start.model, start.mask, start.update,
                                      (start.span.start, start.span.end), self.data.x_train[:8],
                                      s.batch_size, s.iterations)
-        if start.branch is None:
-            before = [r.get("train_cost") for r in self.store.read_metrics()
-                      if r["round"] < start.k]
+        if start.branch is None:  # at init, a round needs no earlier round's training
+            before = [] if s.at_init else [r.get("train_cost") for r in
+                                           self.store.read_metrics() if r["round"] < start.k]
             cost["search_cost"] = None if None in before else sum(before) + cost["train_cost"]
         return cost
 
