@@ -9,7 +9,7 @@ OUT=${OUT:-/tmp/sparse_training/runs}
 PY=${PY:-python}
 common=(experiment=pai_mnist1d name=dst_mnist1d output_root="$OUT" wandb.mode=disabled
         progress=false replicas=3 seed=0)
-run() { OMP_NUM_THREADS=1 nice -n 10 $PY -m experiments.lottery "$@" "${common[@]}"; }
+run() { OMP_NUM_THREADS=1 $PY -m experiments.lottery "$@" "${common[@]}"; }
 run -m sparse.method=rigl,set,static sparse.distribution=erk sparse.density=0.1,0.05,0.02
 run -m sparse.method=rigl,gmp sparse.distribution=uniform sparse.density=0.1,0.05,0.02
 run prune.at_init=false prune.strategy=magnitude_global 'prune.schedule=[0.2,0.1,0.05,0.02]' \
