@@ -345,3 +345,16 @@ def test_a_distribution_needs_a_layerwise_strategy(tmp_path: Path) -> None:
         make_lottery(tmp_path, distribution="erk")
     with pytest.raises(ConfigError, match="prune.distribution='erx' is unknown"):
         make_lottery(tmp_path, strategy="magnitude_layerwise", distribution="erx")
+
+
+def test_wrn22_2_has_the_published_shape() -> None:
+    from lth.models import WideResNet
+
+    model = WideResNet((3, 32, 32), 10)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 1 + 3 * 3 * 2 + 3  # stem, 3 stages of 3 blocks, 3 1x1 shortcuts
+    assert [c.out_channels for c in convs if c.kernel_size == (1, 1)] == [32, 64, 128]
+    assert sum(p.numel() for p in model.parameters()) == 1_079_642
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ConfigError, match=r"6n\+4"):
+        WideResNet((3, 32, 32), 10, depth=20)
