@@ -11,6 +11,7 @@ import yaml
 
 from lth.lottery import ReplicaLottery
 from lth.lottery.sparse import SparseTraining
+from lth.pruning import PruneRates
 from lth.store import RunStore
 from lth.store.hashing import config_hash
 from lth.tracking import find_wandb_file, read_wandb_records
@@ -154,3 +155,29 @@ def test_two_gloo_ranks_agree_on_every_mask(tmp_path: Path) -> None:
     (ra,), (rb,) = one.read_metrics(), two.read_metrics()
     assert ra["layer_density"] == rb["layer_density"]
     assert ra["test_acc"] == pytest.approx(rb["test_acc"], abs=0.02)
+
+
+def test_compare_sparse_puts_imp_and_sparse_training_on_one_table(tmp_path: Path,
+                                                                    one_thread) -> None:
+    from scripts.compare_sparse import main
+
+    def root(cfg: dict) -> Path:  # a run directory named by its config (as load_run checks)
+        cfg = {"seed": 0, "name": "cmp", **cfg}
+        path = tmp_path / "runs" / "cmp" / config_hash(cfg)
+        path.mkdir(parents=True)
+        (path / "config.yaml").write_text(yaml.safe_dump(cfg))
+        return path
+
+    make_lottery(root({"prune": {"at_init": False}}), rounds=2,
+                 strategy="magnitude_layerwise", rates=PruneRates(0.5)).run()
+    for method in ("static", "rigl"):
+        s = sparse_settings(method, 0.25, "uniform", 40, update_every=10)
+        make_lottery(root({"sparse": {"method": method, "distribution": "uniform"}}), rounds=0,
+                     lottery={"sparse": SparseTraining(s)}).run()
+    assert main([str(tmp_path / "runs"), "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "table.md").read_text()
+    rows = {ln.split(" | ")[0].strip("| "): ln for ln in table.splitlines()[2:]}
+    assert {r for r in rows} == {"IMP", "static (uniform)", "rigl (uniform)"}
+    assert "| 25.00% | 1 |" in rows["IMP"] and "| 1.750 ± 0.000 |" in rows["IMP"]
+    assert "| 0.250 ± 0.000 | 0.250 ± 0.000 |" in rows["static (uniform)"]
+    assert (tmp_path / "out" / "accuracy.png").stat().st_size > 10_000
