@@ -110,6 +110,12 @@ def plot(rows_: list[Row], out: Path) -> None:
     left.set_ylabel("final test accuracy (%), mean ± std over seeds")
     left.legend(fontsize=7)
     right.set_xscale("log")
+    costs = [c for r in rows_ for c in r.get("search_cost", {}).values()]
+    if costs:
+        marks = [t for t in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10)
+                 if min(costs) / 1.5 <= t <= max(costs) * 1.5]
+        right.set_xticks(marks, [f"{t:g}" for t in marks])
+        right.minorticks_off()
     right.set_xlabel("cost of finding the network (dense trainings, Evci et al. 2020 accounting)")
     for ax in (left, right):
         ax.grid(alpha=0.3)

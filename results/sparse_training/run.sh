@@ -4,7 +4,7 @@
 # per training (a shared 2-core CPU), seeds 0-2
 # trained together (replicas=3), at 10, 5 and 2% density: IMP (global magnitude, rewind to
 # init, schedule 20/10/5/2% with random_prune beside every round), SNIP at init, and the
-# sparse trainings static (ERK), SET (ERK), RigL (ERK and uniform) and GMP (uniform).
+# sparse trainings static (ERK), SET (ERK), RigL (ERK and uniform) and GMP (uniform and ERK).
 set -euo pipefail
 OUT=${OUT:-/tmp/sparse_training/runs}
 PY=${PY:-python}
@@ -17,3 +17,4 @@ run prune.at_init=false prune.strategy=magnitude_global 'prune.schedule=[0.2,0.1
   prune.rounds=4 'prune.controls=[random_prune]'
 run prune.at_init=true prune.strategy=snip 'prune.schedule=[0.1,0.05,0.02]' prune.rounds=3 \
   'prune.controls=[]'
+run -m sparse.method=gmp sparse.distribution=erk sparse.density=0.1,0.05,0.02
