@@ -52,6 +52,9 @@ class PruneSchema:
     score_batches: int = 1               # snip/grasp: training batches the scores sum over
     score_iterations: int = 100          # synflow: scoring steps, exponential density schedule
     score_mode: str = "train"            # snip/grasp: scratch model in train | eval mode (BN)
+    # uniform | er | erk: each round's layer densities at its overall density (a layer-wise
+    # strategy); null: by the rates (fraction, conv_fraction, output_fraction)
+    distribution: str | None = None
 
 
 @dataclass
@@ -114,6 +117,20 @@ class AnalysisSchema:
 
 
 @dataclass
+class SparseSchema:
+    # sparse training instead of IMP: one training (round 0) whose mask the method sets and
+    # updates; null: IMP (the rest of this node is then not hashed). docs/sparse-training.md
+    method: str | None = None         # static | set | rigl | gmp (lth.train.updates)
+    density: float = 0.1              # overall density of the prunable weights, in (0, 1]
+    distribution: str = "erk"         # uniform | er | erk: the layer densities
+    update_every: str | None = None   # ΔT between mask updates (duration); null: 100it
+    drop_fraction: float | None = None  # SET/RigL ζ in [0, 1); null: 0.3
+    drop_schedule: str | None = None  # SET/RigL constant | cosine; null: the method's
+    begin: float | None = None        # first update, fraction of train.duration; null: method's
+    end: float | None = None          # no update from here (fraction); null: method's (0.75)
+
+
+@dataclass
 class LotterySchema:
     name: str = "mnist1d_mlp"         # experiment name: <output_root>/<name>/<hash>/
     seed: int = 0                     # the one seed: init, data order, pruning derive from it
@@ -131,6 +148,7 @@ class LotterySchema:
     train: TrainSchema = field(default_factory=TrainSchema)
     prune: PruneSchema = field(default_factory=PruneSchema)
     analysis: AnalysisSchema = field(default_factory=AnalysisSchema)
+    sparse: SparseSchema = field(default_factory=SparseSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)
 
 

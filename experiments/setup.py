@@ -24,6 +24,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import build_error, first_line
+from experiments.sparse_setup import sparse_of
 from experiments.versions import versions, warn_if_other_version
 from lth.data import Dataset, load_dataset
 from lth.errors import ConfigError, LthError
@@ -153,8 +154,11 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
     def it(key: str, value: str) -> int:
         return parse_duration(value, iters_per_epoch, key)
 
+    iterations = it("train.duration", t.duration)
+    # A sparse training is one training: round 0 (prune.rounds is not hashed).
+    sparse = sparse_of(cfg, iterations, iters_per_epoch) if iterations > 0 else None
     return LotterySettings(
-        seed=cfg.seed, rounds=p.rounds, iterations=it("train.duration", t.duration),
+        seed=cfg.seed, rounds=0 if sparse else p.rounds, iterations=iterations,
         batch_size=t.batch_size, rewind_iter=it("prune.rewind", p.rewind),
         strategy=p.strategy,
         rates=PruneRates(p.fraction, p.conv_fraction, p.output_fraction),
@@ -162,6 +166,7 @@ def settings_from(cfg: DictConfig, iters_per_epoch: int) -> LotterySettings:
         eval_every=it("train.eval_every", t.eval_every), include_bias=p.prune_bias,
         checkpoint_every=it("train.checkpoint_every", t.checkpoint_every),
         oneshot=p.oneshot, schedule=tuple(p.schedule), at_init=p.at_init,
+        distribution=OmegaConf.select(cfg, "prune.distribution", default=None),
         supermask=a.supermask, supermask_constant=a.supermask_constant,
         early_bird_every=it("analysis.early_bird_every", a.early_bird_every),
         early_bird_threshold=a.early_bird_threshold, early_bird_ticket=a.early_bird_ticket,
@@ -313,4 +318,5 @@ def build(cfg: DictConfig, prep: Prepared, settings: LotterySettings, store: Run
     """The experiment of ``cfg`` over ``store``, logging to ``sink``."""
     return Lottery(settings, prep.data, prep.make_model, prep.make_optimizer, prep.lr_factor,
                    store, sink, prep.device, progress=cfg.progress, pruner=prep.pruner,
-                   versions=versions(), accel=prep.accel, dist=prep.dist)
+                   versions=versions(), accel=prep.accel, dist=prep.dist,
+                   sparse=sparse_of(cfg, settings.iterations, prep.iters_per_epoch))

@@ -34,10 +34,11 @@ from torch import nn
 
 from lth.data import BatchIterator, Dataset
 from lth.lottery import span as spans
-from lth.lottery.cost import round_cost
+from lth.lottery.cost import round_cost, training_cost
 from lth.lottery.early_bird import EarlyBirdDetector, early_bird_mask
 from lth.lottery.settings import LotterySettings
 from lth.lottery.span import Branch, Member, Record, RoundStart
+from lth.lottery.sparse import SparseTraining
 from lth.lottery.states import RunStates
 from lth.measure.supermask import supermask_test_acc
 from lth.pruning import (
@@ -50,6 +51,7 @@ from lth.pruning import (
     remaining,
     total,
 )
+from lth.pruning.densities import mask_densities
 from lth.store import RunStore
 from lth.tracking import Sink
 from lth.tracking.wandb_sink import control_metrics
@@ -58,7 +60,7 @@ from lth.train.accel import Accel
 from lth.train.core import Stepper
 from lth.train.distributed import Dist, barrier, check_same_mask
 from lth.train.loop import SingleStepper
-from lth.train.masking import Chain, MaskUpdate
+from lth.train.masking import Chain, MaskChange, MaskUpdate
 from lth.train.replicas import ReplicaStepper
 from lth.train.schedule import LRFactor
 
@@ -94,6 +96,7 @@ class Lottery:
     accel: Accel = field(default_factory=Accel)
     dist: Dist | None = None  # data parallelism: this rank (store and sink are rank 0's)
     mask_update: UpdateFactory | None = None  # a round's mask update (None: IMP's constant)
+    sparse: SparseTraining | None = None  # sparse training: round 0 from its start mask, updated
 
     @property
     def states(self) -> RunStates:
@@ -108,8 +111,10 @@ class Lottery:
         mask = early_bird_mask(self.store, model) if k == 1 and s.early_bird_ticket else None
         if mask is None:
             rates = layer_rates(model, sorted(inputs.mask), s.rates)
+            densities = s.round_densities(k, rates) if s.distribution is None else \
+                mask_densities(inputs.mask, s.round_density(k), s.distribution)
             mask = self.pruner(inputs.weights, inputs.mask, strategy=s.strategy,
-                               densities=s.round_densities(k, rates), seed=s.prune_seed(k),
+                               densities=densities, seed=s.prune_seed(k),
                                initial=inputs.initial)
         return mask, self.states.start_weights(k, model, None if s.at_init else inputs.weights)
 
@@ -125,6 +130,11 @@ class Lottery:
         updates: list[MaskUpdate] = []
         if k == 0:
             start.mask = full_mask(model, s.include_bias)
+            if self.sparse is not None:
+                start.mask = self.sparse.start_mask(start.mask, s.seed)
+                apply_mask(model, start.mask)
+                sparse_update = self.sparse.update(start.mask, s.seed)
+                updates += [sparse_update] if sparse_update is not None else []
             hooks[s.rewind_iter] = lambda m: self.store.save_tensors(
                 self.store.rewind_path, m.state_dict())
             if s.early_bird_every:
@@ -159,8 +169,15 @@ class Lottery:
         seed = b.data_seed if b is not None and b.data_seed is not None else s.data_seed
         on_eval = (lambda it, point, k=start.k: self.sink.log_curve(k, it, point)) \
             if b is None else None
+
+        def on_change(it: int, change: MaskChange, k: int = start.k) -> None:
+            # data parallel: every rank must make the same update (TrainingError otherwise)
+            check_same_mask(change.mask, self.dist, f"round {k}'s update at iteration {it}")
+            if b is None:
+                self.sink.log_curve(k, it, change.stats)
+
         label = f"seed {s.seed}" + (f" {b.name}" if b else "")
-        return Member(start, self.store, seed, on_eval, label)
+        return Member(start, self.store, seed, on_eval, label, on_change)
 
     def stepper(self, models: list[nn.Module], masks: list[Mask], seeds: list[int]) -> Stepper:
         """What trains ``models`` (one: a ``SingleStepper``; several: one replica group)."""
@@ -205,6 +222,7 @@ class Lottery:
             **round_cost(start.model, mask, self.data.x_train[:8],
                          getattr(self.pruner, "granularity", "weight") == "channel"),
         }
+        record.update(self.cost(start))
         if result.val_acc is not None:
             record.update(val_acc=result.val_acc, val_loss=result.val_loss)
         record.update(start.extra)
@@ -214,6 +232,20 @@ class Lottery:
         if start.branch is not None:
             record.update(start.branch.fields)
         return record
+
+    def cost(self, start: RoundStart) -> Record:
+        """What the round's (or branch's) training spent (``lth.lottery.cost``) and, for a
+        round, ``search_cost``: every round's from round 0 on (None where a stored round
+        lacks its cost); pruning at init: its own."""
+        s = self.settings
+        cost: Record = training_cost(start.model, start.mask, start.update,
+                                     (start.span.start, start.span.end), self.data.x_train[:8],
+                                     s.batch_size, s.iterations)
+        if start.branch is None:  # at init, a round needs no earlier round's training
+            before = [] if s.at_init else [r.get("train_cost") for r in
+                                           self.store.read_metrics() if r["round"] < start.k]
+            cost["search_cost"] = None if None in before else sum(before) + cost["train_cost"]
+        return cost
 
     def finish_round(self, start: RoundStart, result: TrainResult) -> Record:
         """Store the round's (or branch's) files and record (the record last) and log it."""

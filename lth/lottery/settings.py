@@ -8,6 +8,8 @@ from lth.errors import ConfigError
 from lth.lottery.seeds import derive_seed
 from lth.measure.early_bird import check_threshold
 from lth.pruning import PruneRates, check_strategy, scheduled_densities, target_densities
+from lth.pruning.densities import check_distribution
+from lth.pruning.registry import get_scope
 
 RETRAIN_MODES = ("weight_rewind", "lr_rewind", "finetune")
 
@@ -36,6 +38,7 @@ class LotterySettings:
     at_init: bool = False               # every round k >= 1 prunes its start weights, densely
     supermask: bool = False             # record each round's mask on the init, untrained
     supermask_constant: bool = False    # ... with Zhou's sign * constant magnitude weights
+    distribution: str | None = None     # layer densities of each round (None: by the rates)
 
     def __post_init__(self) -> None:
         check_strategy(self.strategy)
@@ -72,6 +75,13 @@ class LotterySettings:
                 f"prune.at_init=true with prune.retrain={self.retrain}: pruning at "
                 "initialisation trains the pruned initial weights, but "
                 f"{self.retrain} keeps the trained ones; use prune.retrain=weight_rewind")
+        if self.distribution is not None:
+            check_distribution(self.distribution, "prune.distribution")
+            if not get_scope(check_strategy(self.strategy)[1]).by_layer:
+                raise ConfigError(f"prune.distribution={self.distribution} sets each layer's "
+                                  f"density, but prune.strategy={self.strategy} ranks layers "
+                                  "together: use a layer-wise strategy (e.g. "
+                                  "magnitude_layerwise, random, snip_layerwise)")
         steps = (1.0, *self.schedule)
         if not all(0 < b < a for a, b in zip(steps, steps[1:])):
             raise ConfigError(f"prune.schedule={list(self.schedule)} must be densities in "
@@ -85,6 +95,13 @@ class LotterySettings:
         if self.schedule:
             return min(self.rounds, len(self.schedule))
         return self.rounds
+
+    def round_density(self, k: int) -> float:
+        """The overall target density of round ``k`` >= 1 at the base rate ``prune.fraction``
+        (what ``distribution`` spreads over the layers)."""
+        if self.schedule and not self.oneshot:
+            return self.schedule[k - 1]
+        return (1.0 - self.rates.fraction) ** (self.rounds if self.oneshot else k)
 
     def round_densities(self, k: int, rates: dict[str, float]) -> dict[str, float]:
         """Each tensor's target density in round ``k`` >= 1, from its per-round rate."""

@@ -31,7 +31,7 @@ from lth.store import RunStore
 from lth.train import Callbacks, LoopOptions, Span, TrainResult, TrainState, checkpoint, run_loop
 from lth.train.checkpoint import Checkpoint
 from lth.train.core import Stepper
-from lth.train.masking import NO_UPDATE, Mask, MaskUpdate, same_mask
+from lth.train.masking import NO_UPDATE, Mask, MaskChange, MaskUpdate, same_mask
 
 Hook = Callable[[nn.Module], None]
 Record = dict[str, Any]
@@ -76,6 +76,7 @@ class Member:
     seed: int
     on_eval: Callable[[int, dict[str, float]], None] | None = None
     label: str = ""  # how messages name it in a group (e.g. "seed 3")
+    on_change: Callable[[int, MaskChange], None] | None = None  # its mask update's changes
 
     @property
     def place(self) -> tuple[int, str | None, str]:
@@ -175,7 +176,9 @@ def train(members: Sequence[Member], build: StepperFactory, data: Dataset,
         _hooks(members),
         on_eval=lambda j, it, point: (members[j].on_eval(it, point)
                                       if members[j].on_eval is not None else None),
-        on_checkpoint=lambda states: save_checkpoints(members, stepper, states))
+        on_checkpoint=lambda states: save_checkpoints(members, stepper, states),
+        on_change=lambda j, it, change: (members[j].on_change(it, change)
+                                         if members[j].on_change is not None else None))
     results = run_loop(stepper, data, span, options, callbacks, resume,
                        [m.start.update for m in members])
     stepper.models()  # the trained weights back into each member's model (replicas)

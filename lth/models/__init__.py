@@ -17,6 +17,7 @@ from lth.models.mlp import MLP, MLP1D, LeNet300100
 from lth.models.resnet import ResNetCIFAR
 from lth.models.torchvision_adapter import TorchvisionClassifier
 from lth.models.vgg import VGG
+from lth.models.wrn import WideResNet
 
 __all__ = [
     "CNN1D",
@@ -32,6 +33,7 @@ __all__ = [
     "LeNet300100",
     "ResNetCIFAR",
     "TorchvisionClassifier",
+    "WideResNet",
     "count_parameters",
     "init_weights",
 ]

@@ -53,6 +53,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "analysis.supermask_constant": False,
     "prune.pool_bias": False,
     "prune.score_mode": "train",
+    "prune.distribution": None,
 }
 # Config nodes added after runs were stored: dropped from the hash when nothing of theirs is
 # left in it, so that adding the node never renames existing runs.
@@ -93,9 +94,18 @@ def _score_version(cfg: dict[str, Any]) -> int | None:
     return SCORE_VERSIONS.get(kind) if kind is not None else None
 
 
+# Config nodes that say nothing unless one key of theirs is set: dropped from the hash
+# while it is null. Sparse training (``sparse.method``) replaces IMP's rounds; with the
+# method null the node's other keys are unread.
+OFF_UNLESS: dict[str, str] = {"sparse": "method"}
+
+
 def semantic_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved config that determines results."""
     out = json.loads(json.dumps({k: v for k, v in cfg.items() if k not in NON_SEMANTIC_KEYS}))
+    for node, key in OFF_UNLESS.items():
+        if isinstance(out.get(node), dict) and out[node].get(key) is None:
+            del out[node]
     for dotted in NON_SEMANTIC_NESTED:
         parent, leaf = dotted.rsplit(".", 1)
         condition = SEMANTIC_WHEN.get(dotted)

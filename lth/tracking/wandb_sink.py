@@ -55,6 +55,9 @@ ROUND_KEYS: dict[str, str] = {
     "iterations": "round_iters",
     "layer_density": "layer_density",
     "supermask_test_acc": "supermask/test_acc",
+    "train_macs": "cost/train_macs",
+    "train_cost": "cost/train",
+    "search_cost": "cost/search",
 }
 
 # Keep a run light: no system-metrics sampler, no machine/git scan, no code or
