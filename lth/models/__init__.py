@@ -17,12 +17,14 @@ from lth.models.mlp import MLP, MLP1D, LeNet300100
 from lth.models.resnet import ResNetCIFAR
 from lth.models.torchvision_adapter import TorchvisionClassifier
 from lth.models.vgg import VGG
+from lth.models.vit import ViT, SequenceTransformer
 
 __all__ = [
     "CNN1D",
     "MLP",
     "MLP1D",
     "VGG",
+    "ViT",
     "Classifier",
     "Conv2",
     "Conv4",
@@ -31,6 +33,7 @@ __all__ = [
     "LeNet5",
     "LeNet300100",
     "ResNetCIFAR",
+    "SequenceTransformer",
     "TorchvisionClassifier",
     "count_parameters",
     "init_weights",
