@@ -52,6 +52,8 @@ class PruneSchema:
     score_batches: int = 1               # snip/grasp: training batches the scores sum over
     score_iterations: int = 100          # synflow: scoring steps, exponential density schedule
     score_mode: str = "train"            # snip/grasp: scratch model in train | eval mode (BN)
+    calibration_samples: int = 128       # wanda/sparsegpt: training samples they calibrate on
+    nm: str = ""                         # "N:M", e.g. "2:4": N kept of every M inputs ("": off)
 
 
 @dataclass

@@ -25,6 +25,8 @@ from lth.pruning.calibrated import (
     Pruned,
     calibration_set,
     check_calibration,
+    check_nm,
+    linear_layers,
     nm_mask,
     prune_sequential,
 )
@@ -87,6 +89,15 @@ class Pruner:
             raise ConfigError(f"prune.strategy={strategy} scores training batches but the "
                               f"dataset has {self.x.shape[0]} training samples: use a data-free "
                               "strategy (synflow, magnitude_init, random) or a training split")
+
+    def check_tensors(self, strategy: str, model: nn.Module, names: list[str]) -> None:
+        """ConfigError (before any training) if ``prune.nm`` does not fit the tensors ``names``
+        of ``model`` that will be pruned, or a calibrated strategy cannot prune one of them."""
+        if self.settings.nm is not None:
+            params = dict(model.named_parameters())
+            check_nm(self.settings.nm, {n: params[n].shape for n in names})
+        if self.entry(strategy)[0].sequential is not None:
+            linear_layers(model, names, strategy)
 
     def inputs(self, score: Score, weights: dict[str, torch.Tensor], mask: Mask, seed: int,
                initial: dict[str, torch.Tensor] | None) -> ScoreInputs:

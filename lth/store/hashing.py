@@ -53,6 +53,8 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "analysis.supermask_constant": False,
     "prune.pool_bias": False,
     "prune.score_mode": "train",
+    "prune.calibration_samples": 128,
+    "prune.nm": "",
 }
 # Config nodes added after runs were stored: dropped from the hash when nothing of theirs is
 # left in it, so that adding the node never renames existing runs.
