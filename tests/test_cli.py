@@ -204,7 +204,7 @@ BAD_INPUT: list = [
     (["prune.nm=4:4"], "prune.nm=4:4: N must be in 1..M-1 (N kept of every M)"),
     (["prune.nm=3:7"], "fc1.weight has 40 inputs per output, not a multiple of M=7"),
     (["prune.strategy=wanda", "prune.calibration_samples=100000"],
-     "prune.calibration_samples=100000 must be in 1..1000 (the training set's size)"),
+     "prune.calibration_samples=100000 must be in 1..860 (the training set's size)"),
     (["prune.strategy=sparsegpt", "model=cnn1d"],
      "prune.strategy=sparsegpt prunes nn.Linear weights only, and conv1.weight is a Conv1d"),
     (["model=cnn1d", "dataset=digits", "dataset.num_samples=null"],
