@@ -54,6 +54,7 @@ class PruneSchema:
     score_mode: str = "train"            # snip/grasp: scratch model in train | eval mode (BN)
     calibration_samples: int = 128       # wanda/sparsegpt: training samples they calibrate on
     nm: str = ""                         # "N:M", e.g. "2:4": N kept of every M inputs ("": off)
+    channel_round_to: int = 1            # granularity=channel: kept counts multiples of it
 
 
 @dataclass

@@ -244,7 +244,8 @@ def pruner_settings(cfg: DictConfig) -> PrunerSettings:
                           OmegaConf.select(cfg, "prune.score_mode", default="train"),
                           p.pool_bias, p.channel_score,
                           OmegaConf.select(cfg, "prune.calibration_samples", default=128),
-                          parse_nm(OmegaConf.select(cfg, "prune.nm", default="")))
+                          parse_nm(OmegaConf.select(cfg, "prune.nm", default="")),
+                          OmegaConf.select(cfg, "prune.channel_round_to", default=1))
 
 
 def make_pruner(cfg: DictConfig, data: Dataset, make_model: Callable[[], torch.nn.Module],

@@ -17,7 +17,7 @@ from lth.models.mlp import MLP, MLP1D, LeNet300100
 from lth.models.resnet import ResNetCIFAR
 from lth.models.torchvision_adapter import TorchvisionClassifier
 from lth.models.vgg import VGG
-from lth.models.vit import ViT, SequenceTransformer
+from lth.models.vit import SequenceTransformer, ViT
 
 __all__ = [
     "CNN1D",

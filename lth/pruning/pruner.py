@@ -51,9 +51,13 @@ class PrunerSettings:
     channel_score: str = "l1"  # channel granularity: the score of the magnitude strategies
     calibration_samples: int = 128  # training samples Wanda and SparseGPT calibrate on
     nm: tuple[int, int] | None = None  # N kept of every M along the input dimension
+    channel_round_to: int = 1  # channel granularity: kept counts rounded to multiples of it
 
     def __post_init__(self) -> None:
         check_score_settings(self.score_batches, self.score_iterations, self.score_mode)
+        if self.channel_round_to < 1:
+            raise ConfigError(f"prune.channel_round_to={self.channel_round_to} must be >= 1 "
+                              "(1: keep the count the scores give; 8 or 16: multiples of it)")
 
 
 @dataclass(eq=False)  # pruners hold tensors: compared by identity

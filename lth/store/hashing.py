@@ -55,6 +55,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "prune.score_mode": "train",
     "prune.calibration_samples": 128,
     "prune.nm": "",
+    "prune.channel_round_to": 1,
 }
 # Config nodes added after runs were stored: dropped from the hash when nothing of theirs is
 # left in it, so that adding the node never renames existing runs.
