@@ -55,6 +55,9 @@ class PruneSchema:
     # uniform | er | erk: each round's layer densities at its overall density (a layer-wise
     # strategy); null: by the rates (fraction, conv_fraction, output_fraction)
     distribution: str | None = None
+    calibration_samples: int = 128       # wanda/sparsegpt: training samples they calibrate on
+    nm: str = ""                         # "N:M", e.g. "2:4": N kept of every M inputs ("": off)
+    channel_round_to: int = 1            # granularity=channel: kept counts multiples of it
 
 
 @dataclass

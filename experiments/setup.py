@@ -30,7 +30,8 @@ from lth.data import Dataset, load_dataset
 from lth.errors import ConfigError, LthError
 from lth.lottery import Lottery, LotterySettings
 from lth.lottery.instability import InstabilityOptions
-from lth.pruning import PruneRates, check_pool_bias, prune_mask
+from lth.pruning import PruneRates, check_pool_bias, layer_rates, prunable_names, prune_mask
+from lth.pruning.calibrated import parse_nm
 from lth.pruning.pruner import Pruner, PrunerSettings
 from lth.pruning.structured import ChannelPruner, check_granularity
 from lth.store import RunStore
@@ -246,7 +247,10 @@ def pruner_settings(cfg: DictConfig) -> PrunerSettings:
     p = cfg.prune
     return PrunerSettings(p.score_batches, p.score_iterations,
                           OmegaConf.select(cfg, "prune.score_mode", default="train"),
-                          p.pool_bias, p.channel_score)
+                          p.pool_bias, p.channel_score,
+                          OmegaConf.select(cfg, "prune.calibration_samples", default=128),
+                          parse_nm(OmegaConf.select(cfg, "prune.nm", default="")),
+                          OmegaConf.select(cfg, "prune.channel_round_to", default=1))
 
 
 def make_pruner(cfg: DictConfig, data: Dataset, make_model: Callable[[], torch.nn.Module],
@@ -258,6 +262,13 @@ def make_pruner(cfg: DictConfig, data: Dataset, make_model: Callable[[], torch.n
     pruner.check(cfg.prune.strategy)
     if isinstance(pruner, ChannelPruner):
         pruner.groups()  # fail now, not after round 0, if the model is unsupported
+    p, model = cfg.prune, make_model()
+    if pruner.settings.nm is not None and p.granularity == "channel":
+        raise ConfigError("prune.nm masks weights within rows: with prune.granularity=channel "
+                          "leave prune.nm unset")
+    rates = layer_rates(model, prunable_names(model, p.prune_bias),
+                        PruneRates(p.fraction, p.conv_fraction, p.output_fraction))
+    pruner.check_tensors(p.strategy, model, [n for n, r in rates.items() if r > 0])
     return pruner
 
 

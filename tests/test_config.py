@@ -32,8 +32,8 @@ def options(group: str) -> list[str]:
 
 
 # Input shapes the model files are meant for.
-MODEL_INPUT = {"mlp1d": "mnist1d", "cnn1d": "mnist1d", "lenet_300_100": "mnist",
-               "lenet5": "mnist"}
+MODEL_INPUT = {"mlp1d": "mnist1d", "cnn1d": "mnist1d", "seq_transformer": "mnist1d",
+               "lenet_300_100": "mnist", "lenet5": "mnist"}
 
 
 @pytest.fixture(scope="module")

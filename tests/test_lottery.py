@@ -180,7 +180,7 @@ def test_finetune_never_resets_weights(tmp_path: Path, monkeypatch) -> None:
     (dict(rewind_iter=50), "later than train.duration"),
     (dict(retrain="rewind"), "prune.retrain"),
     (dict(strategy="smallest"), "prune.strategy"),
-    (dict(retrain="finetune"), "finetune_duration"),
+    (dict(retrain="finetune", finetune_iters=-1), "finetune_duration is negative"),
 ])
 def test_bad_settings_are_config_errors(tmp_path: Path, kw: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):

@@ -7,7 +7,12 @@ weights of round k-1 to the scheduled density and retrains according to ``retrai
   (Frankle & Carbin 2019; late rewinding, Frankle et al. 2020);
 - ``lr_rewind``: trained weights kept, learning-rate schedule replayed from the rewind point
   (Renda et al. 2020);
-- ``finetune``: trained weights kept, ``finetune_iters`` more iterations at the final rate.
+- ``finetune``: trained weights kept, ``finetune_iters`` more iterations at the final rate
+  (0: none, the pruned network is only evaluated: one-shot pruning without retraining).
+
+A criterion that updates the kept weights when it prunes (SparseGPT, through the pruner's
+``solve``) hands them to the round: under ``lr_rewind`` and ``finetune`` the round starts
+from them; ``weight_rewind`` rewinds them like any other.
 
 Round k's target density is ``(1 - p) ** k`` per group; with ``oneshot`` round 1 prunes the
 dense trained network straight to the density of ``rounds`` rounds (and is the last round);
@@ -109,14 +114,21 @@ class Lottery:
         s = self.settings
         inputs = self.states.prune_inputs(k, model)
         mask = early_bird_mask(self.store, model) if k == 1 and s.early_bird_ticket else None
+        final = None if s.at_init else inputs.weights
         if mask is None:
             rates = layer_rates(model, sorted(inputs.mask), s.rates)
             densities = s.round_densities(k, rates) if s.distribution is None else \
                 mask_densities(inputs.mask, s.round_density(k), s.distribution)
-            mask = self.pruner(inputs.weights, inputs.mask, strategy=s.strategy,
-                               densities=densities, seed=s.prune_seed(k),
-                               initial=inputs.initial)
-        return mask, self.states.start_weights(k, model, None if s.at_init else inputs.weights)
+            args = dict(strategy=s.strategy, densities=densities, seed=s.prune_seed(k),
+                        initial=inputs.initial)
+            solve = getattr(self.pruner, "solve", None)
+            if solve is None:
+                mask = self.pruner(inputs.weights, inputs.mask, **args)
+            else:  # a criterion that updates the kept weights (SparseGPT) trains on from them
+                pruned = solve(inputs.weights, inputs.mask, **args)
+                mask, updated = pruned.mask, pruned.weights or {}
+                final = None if final is None else {**final, **updated}
+        return mask, self.states.start_weights(k, model, final)
 
     def begin_round(self, k: int) -> RoundStart:
         """Round ``k``'s model at its start state, mask, span and hooks (no training yet)."""

@@ -56,8 +56,9 @@ class LotterySettings:
                 f"prune.retrain={self.retrain!r} is unknown; choose one of "
                 f"{', '.join(RETRAIN_MODES)}"
             )
-        if self.retrain == "finetune" and self.finetune_iters <= 0:
-            raise ConfigError("prune.retrain=finetune needs prune.finetune_duration > 0it")
+        if self.finetune_iters < 0:
+            raise ConfigError("prune.finetune_duration is negative: use 0it (no retraining: "
+                              "the pruned network is only evaluated) or more")
         if self.oneshot and self.schedule:
             raise ConfigError("prune.oneshot=true and prune.schedule both set: choose one")
         check_threshold(self.early_bird_threshold)

@@ -18,12 +18,14 @@ from lth.models.resnet import ResNetCIFAR
 from lth.models.torchvision_adapter import TorchvisionClassifier
 from lth.models.vgg import VGG
 from lth.models.wrn import WideResNet
+from lth.models.vit import SequenceTransformer, ViT
 
 __all__ = [
     "CNN1D",
     "MLP",
     "MLP1D",
     "VGG",
+    "ViT",
     "Classifier",
     "Conv2",
     "Conv4",
@@ -32,6 +34,7 @@ __all__ = [
     "LeNet5",
     "LeNet300100",
     "ResNetCIFAR",
+    "SequenceTransformer",
     "TorchvisionClassifier",
     "WideResNet",
     "count_parameters",

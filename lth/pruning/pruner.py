@@ -21,6 +21,15 @@ from torch import nn
 
 from lth.data.batches import BatchIterator
 from lth.errors import ConfigError
+from lth.pruning.calibrated import (
+    Pruned,
+    calibration_set,
+    check_calibration,
+    check_nm,
+    linear_layers,
+    nm_mask,
+    prune_sequential,
+)
 from lth.pruning.init_scores import check_score_settings, scoring_mode
 from lth.pruning.mask import Mask, apply_mask
 from lth.pruning.prune import prune_mask
@@ -40,9 +49,15 @@ class PrunerSettings:
     score_mode: str = "train"  # train | eval: the scratch model's mode on training batches
     pool_bias: bool = False  # a layer's bias ranked with its weights (prune.pool_bias)
     channel_score: str = "l1"  # channel granularity: the score of the magnitude strategies
+    calibration_samples: int = 128  # training samples Wanda and SparseGPT calibrate on
+    nm: tuple[int, int] | None = None  # N kept of every M along the input dimension
+    channel_round_to: int = 1  # channel granularity: kept counts rounded to multiples of it
 
     def __post_init__(self) -> None:
         check_score_settings(self.score_batches, self.score_iterations, self.score_mode)
+        if self.channel_round_to < 1:
+            raise ConfigError(f"prune.channel_round_to={self.channel_round_to} must be >= 1 "
+                              "(1: keep the count the scores give; 8 or 16: multiples of it)")
 
 
 @dataclass(eq=False)  # pruners hold tensors: compared by identity
@@ -69,10 +84,24 @@ class Pruner:
     def check(self, strategy: str) -> None:
         """ConfigError if ``strategy`` is unknown or needs training batches this pruner lacks."""
         score, _ = self.entry(strategy)
+        if score.sequential is not None:
+            check_calibration(self.settings.calibration_samples, self.x.shape[0])
+        if self.settings.nm is not None and score.iterative:
+            raise ConfigError(f"prune.nm with prune.strategy={strategy}: an iterative score "
+                              "has no N:M version; use magnitude_row, wanda or sparsegpt")
         if "batches" in score.needs and self.x.shape[0] < self.batch_size:
             raise ConfigError(f"prune.strategy={strategy} scores training batches but the "
                               f"dataset has {self.x.shape[0]} training samples: use a data-free "
                               "strategy (synflow, magnitude_init, random) or a training split")
+
+    def check_tensors(self, strategy: str, model: nn.Module, names: list[str]) -> None:
+        """ConfigError (before any training) if ``prune.nm`` does not fit the tensors ``names``
+        of ``model`` that will be pruned, or a calibrated strategy cannot prune one of them."""
+        if self.settings.nm is not None:
+            params = dict(model.named_parameters())
+            check_nm(self.settings.nm, {n: params[n].shape for n in names})
+        if self.entry(strategy)[0].sequential is not None:
+            linear_layers(model, names, strategy)
 
     def inputs(self, score: Score, weights: dict[str, torch.Tensor], mask: Mask, seed: int,
                initial: dict[str, torch.Tensor] | None) -> ScoreInputs:
@@ -103,15 +132,39 @@ class Pruner:
     def __call__(self, weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str,
                  seed: int, densities: dict[str, float],
                  initial: dict[str, torch.Tensor] | None = None) -> Mask:
-        """``prune_mask``: a smaller mask, at exactly the target densities."""
+        """``prune_mask``: a smaller mask, at exactly the target densities (N:M with
+        ``settings.nm``: every tensor whose target is below 1)."""
         self.check(strategy)
         score, scope = self.entry(strategy)
+        if score.sequential is not None:
+            return self.solve(weights, mask, strategy=strategy, seed=seed,
+                              densities=densities, initial=initial).mask
         inputs = self.inputs(score, weights, mask, seed, initial)
         pool = self.settings.pool_bias
         if score.iterative:
             return iterative_mask(score.fn, inputs, densities, scope,
                                   self.settings.score_iterations, pool)
+        if self.settings.nm is not None:
+            return nm_mask(score.fn(inputs), mask, densities, self.settings.nm)
         return mask_from_scores(score.fn(inputs), mask, scope, densities, pool)
+
+    def solve(self, weights: dict[str, torch.Tensor], mask: Mask, *, strategy: str, seed: int,
+              densities: dict[str, float],
+              initial: dict[str, torch.Tensor] | None = None) -> Pruned:
+        """The new mask and, for a criterion that updates the kept weights (SparseGPT), the
+        updated weights; calibrated criteria draw ``calibration_samples`` training samples
+        with ``seed``."""
+        self.check(strategy)
+        score, _ = self.entry(strategy)
+        if score.sequential is None:
+            return Pruned(self(weights, mask, strategy=strategy, seed=seed,
+                               densities=densities, initial=initial))
+        model = self.make_model().to(self.x.device)
+        model.load_state_dict(weights)
+        apply_mask(model, mask)
+        calibration = calibration_set(self.x, self.settings.calibration_samples, seed)
+        return prune_sequential(score.sequential, model, mask, densities, calibration,
+                                self.settings.nm, strategy)
 
 
 def exponential_steps(mask: Mask, densities: dict[str, float], scope: str,

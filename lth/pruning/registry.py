@@ -69,6 +69,9 @@ class Score:
     aliases: tuple[str, ...] = ()  # other names, with the default strategy names
     iterative: bool = False  # re-scored on the masked model at each of score_iterations steps
     relative: bool = False  # channel scores, global scope: each group relative to its mean
+    # a calibrated method that prunes layer by layer itself (lth.pruning.calibrated), maybe
+    # updating the kept weights; ``compute`` then gives no per-weight scores
+    sequential: str | None = None
 
     def strategies(self) -> dict[str, str]:
         """Strategy name -> scope (weight scores; channel scores stand in for them)."""
@@ -248,6 +251,14 @@ for _score in (
           "the largest \\|w_f\\| − \\|w_i\\| (Zhou et al. 2019)", needs=_PAIR),
     Score("movement", "lth.pruning.scores:movement", "the largest \\|w_f − w_i\\| (Zhou et "
           "al. 2019)", needs=_PAIR),
+    Score("wanda", "lth.pruning.calibrated:no_scores", "the largest \\|W_ij\\|·‖X_j‖₂ "
+          "within each output row, X over `prune.calibration_samples` training samples, layer "
+          "by layer (Sun et al. 2024)", needs=("weights", "model", "batches"),
+          scopes=("row",), names={"row": "wanda"}, sequential="wanda"),
+    Score("sparsegpt", "lth.pruning.calibrated:no_scores", "SparseGPT's layer-wise "
+          "reconstruction from the calibration inputs' Hessian, kept weights updated, layer by "
+          "layer (Frantar & Alistarh 2023)", needs=("weights", "model", "batches"),
+          scopes=("layerwise",), names={"layerwise": "sparsegpt"}, sequential="sparsegpt"),
     Score("l1", "lth.pruning.structured:l1", "the largest mean \\|w\\| of the channel's "
           "producer rows (Li et al. 2017)", granularity="channel",
           scopes=("global", "layerwise"), relative=True),

@@ -117,12 +117,39 @@ def _keep_top(scores: list[torch.Tensor], keep: int) -> list[torch.Tensor]:
     return parts
 
 
+def rounded_count(count: int, alive: int, size: int, multiple: int) -> int:
+    """``count`` kept channels of a group of ``size`` (``alive`` still kept) rounded to the
+    nearest multiple of ``multiple`` (at least one multiple; the full width stays full),
+    never above ``alive``: the hardware-friendly count (Torch-Pruning's ``round_to``)."""
+    if multiple <= 1 or count >= size:
+        return count
+    rounded = min(size, max(multiple, int(math.floor(count / multiple + 0.5)) * multiple))
+    if rounded > alive:  # pruned channels are not revived
+        rounded = alive // multiple * multiple or alive
+    return rounded
+
+
+def _round_parts(scored: list[torch.Tensor], parts: list[torch.Tensor], sizes: list[int],
+                 multiple: int) -> list[torch.Tensor]:
+    """Each group's kept channels re-chosen as its best ``rounded_count`` ones."""
+    out = []
+    for s, part, size in zip(scored, parts, sizes):
+        alive = int(torch.isfinite(s).sum())
+        count = rounded_count(int(part.sum()), alive, size, multiple)
+        kept = torch.zeros_like(part)
+        kept[torch.topk(s, count, sorted=False).indices] = True
+        out.append(kept)
+    return out
+
+
 def prune_channels(groups: list[ChannelGroup], inputs: ScoreInputs, score: Score, scope: str,
-                   densities: dict[str, float]) -> Mask:
+                   densities: dict[str, float], round_to: int = 1) -> Mask:
     """A smaller channel mask than ``inputs.mask``, ranked by the channel ``score``.
 
     ``densities``: weight name -> share of channels kept, as in ``prune_mask`` (a group takes
-    its root's). Dead channels score -inf, so masks only shrink. Returns a new mask.
+    its root's). Dead channels score -inf, so masks only shrink. ``round_to`` > 1: each
+    group's kept count is then rounded to a multiple of it (``rounded_count``). Returns a new
+    mask.
     """
     gen = torch.Generator().manual_seed(inputs.seed)
     compute, scored = score.fn, []
@@ -142,7 +169,11 @@ def prune_channels(groups: list[ChannelGroup], inputs: ScoreInputs, score: Score
     for members in buckets.values():
         size = sum(groups[i].size for i in members)
         count = kept_count(size, densities[f"{groups[members[0]].root}.weight"])
-        for i, part in zip(members, _keep_top([scored[i] for i in members], count)):
+        parts = _keep_top([scored[i] for i in members], count)
+        if round_to > 1:
+            parts = _round_parts([scored[i] for i in members], parts,
+                                 [groups[i].size for i in members], round_to)
+        for i, part in zip(members, parts):
             keep[groups[i].root] = part
     return channel_mask(groups, inputs.mask, keep)
 
@@ -195,4 +226,5 @@ class ChannelPruner(Pruner):
         self.check(strategy)
         score, scope = self.entry(strategy)
         inputs = self.inputs(score, weights, mask, seed, initial)
-        return prune_channels(self.groups(), inputs, score, scope, densities)
+        return prune_channels(self.groups(), inputs, score, scope, densities,
+                              self.settings.channel_round_to)

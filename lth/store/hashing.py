@@ -54,6 +54,9 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "prune.pool_bias": False,
     "prune.score_mode": "train",
     "prune.distribution": None,
+    "prune.calibration_samples": 128,
+    "prune.nm": "",
+    "prune.channel_round_to": 1,
 }
 # Config nodes added after runs were stored: dropped from the hash when nothing of theirs is
 # left in it, so that adding the node never renames existing runs.
