@@ -21,6 +21,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from lth.errors import TrainingError
 from lth.lottery.controls import check_controls, control_start
 from lth.lottery.driver import Lottery, Record, RoundStart
 from lth.lottery.instability import (
@@ -30,7 +31,6 @@ from lth.lottery.instability import (
     missing_copies,
     pending_instability,
 )
-from lth.errors import TrainingError
 from lth.store import RunStore
 from lth.train import TrainResult
 
