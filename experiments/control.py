@@ -26,13 +26,20 @@ def run(cfg: DictConfig) -> Path:
     """Train the requested controls of the run ``cfg.run_dir``; returns the run directory."""
     from experiments import setup
     from experiments.stored import branch_run, prepared
-    from lth.lottery.controls import check_controls, pending_controls, run_control
+    from lth.lottery.controls import (
+        check_controls,
+        check_trainable,
+        pending_controls,
+        run_control,
+    )
     from lth.lottery.table import format_header, format_row
 
     names = check_controls([cfg.control] if isinstance(cfg.control, str) else cfg.control)
     opened = branch_run(cfg)  # checked (kind, schema, hash) before anything is written
     stored = opened.cfg
     prep, settings = prepared(opened)
+    check_trainable(names, settings, getattr(prep.pruner, "granularity", "weight"),
+                    list(cfg.rounds) or None)
     with ExitStack() as stack:
         store = setup.open_store(stored, settings, stack)
         pairs = pending_controls(store, names, list(cfg.rounds) or None)
@@ -49,6 +56,10 @@ def run(cfg: DictConfig) -> Path:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="control")
 @report_errors
 def main(cfg: DictConfig) -> None:
+    from experiments.portable import pin_for
+    from experiments.stored import branch_run
+
+    pin_for(branch_run(cfg).cfg)  # a portable run's branches are portable: before torch loads
     from lth.train.preempt import handle_preemption
 
     with handle_preemption():  # SIGTERM / Submitit's SIGUSR2: checkpoint at once, then exit

@@ -11,6 +11,7 @@ rerunning a complete one trains nothing.
 from __future__ import annotations
 
 import copy
+import math
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -44,6 +45,14 @@ def resolved(cfg: DictConfig, teacher, data, make_teacher) -> DictConfig:  # noq
     return out
 
 
+def check_weights(alpha: float, temperature: float) -> None:
+    """ConfigError unless ``alpha`` is in [0, 1] and ``temperature`` a finite positive number
+    (nan or inf would pass a bare comparison and end the training as a NaN loss)."""
+    if not (0.0 <= alpha <= 1.0 and math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"alpha={alpha} must be in [0, 1] and temperature={temperature} a "
+                          "finite positive number (e.g. alpha=0.5 temperature=4)")
+
+
 def table_record(record: dict) -> dict:
     """The student's record for the round table: its size relative to the teacher's as the
     density column."""
@@ -54,13 +63,12 @@ def run(cfg: DictConfig) -> RunStore:
     """Train (or resume, or skip) the student of ``cfg``; returns its store."""
     from experiments import setup, student
     from experiments.versions import versions
+    from lth.kernels import kernel_facts
     from lth.lottery.student import StudentRun, StudentSettings
     from lth.lottery.table import format_header, format_row
     from lth.train import parse_duration
 
-    if not 0.0 <= cfg.alpha <= 1.0 or cfg.temperature <= 0:
-        raise ConfigError(f"alpha={cfg.alpha} must be in [0, 1] and temperature="
-                          f"{cfg.temperature} positive")
+    check_weights(cfg.alpha, cfg.temperature)
     if cfg.train.precision != "fp32" or cfg.train.compile:
         raise ConfigError("experiments.distill trains in fp32 without compile: set "
                           "train.precision=fp32 and train.compile=false")
@@ -90,7 +98,8 @@ def run(cfg: DictConfig) -> RunStore:
         teacher_net, _ = student.teacher_model(teacher, make_teacher)
         job = StudentRun(settings, data, teacher_net, make_student, make_optimizer,
                          setup.lr_schedule(cfg, ipe), store, setup.open_sink(cfg, store, stack),
-                         device, progress=cfg.progress, versions=versions(),
+                         device, progress=cfg.progress,
+                         versions=versions(kernel_facts(str(device))),
                          fields={"teacher": teacher.identity, "teacher_round": teacher.round})
         record, _ = job.run()
         print(format_row(table_record(record), note="student"), flush=True)

@@ -18,8 +18,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import report_errors
 from experiments.schema import register
+from lth.errors import ConfigError
 
 register()
+
+
+def writable(out_dir: Path, key: str) -> None:
+    """ConfigError naming ``key`` unless files can be written in ``out_dir`` (created)."""
+    import tempfile
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise ConfigError(f"cannot write {out_dir} ({e.strerror or e}): set {key} to a "
+                          "writable directory") from None
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -31,6 +45,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     from lth.export import pipeline as ex
 
     ex.check_options(cfg.format, cfg.quantize, cfg.structured)
+    ex.check_numbers(cfg.opset, (cfg.latency_batch, cfg.latency_repeats, cfg.latency_warmup),
+                     cfg.calibration_batches, cfg.batch_size)
     opened = open_run(cfg.run_dir)  # kind, schema and hash checked before anything is written
     store, run_cfg = opened.store, opened.cfg
     k = ex.resolve_round(store, cfg.round)
@@ -44,6 +60,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     model = model_factory(run_cfg, data)()
     mask = ex.load_round(model, store, k)
     out_dir = Path(cfg.out_dir) if cfg.out_dir else store.root / "export" / f"round_{k}"
+    writable(out_dir, "out_dir" if cfg.out_dir else "run_dir")
     report: dict[str, Any] = {"run_dir": str(store.root), "round": k, "format": cfg.format}
     if cfg.format == "sparse":
         report.update(ex.export_sparse(model, mask, out_dir))
@@ -64,4 +81,6 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments.errors import run_cli
+
+    run_cli(main)

@@ -64,6 +64,10 @@ def run(cfg: DictConfig) -> Path:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="instability")
 @report_errors
 def main(cfg: DictConfig) -> None:
+    from experiments.portable import pin_for
+    from experiments.stored import branch_run
+
+    pin_for(branch_run(cfg).cfg)  # a portable run's branches are portable: before torch loads
     from lth.train.preempt import handle_preemption
 
     with handle_preemption():  # SIGTERM / Submitit's SIGUSR2: checkpoint at once, then exit

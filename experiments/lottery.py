@@ -60,13 +60,14 @@ def run(cfg: DictConfig) -> RunStore:
     """Run (or resume) the experiment of ``cfg``, its controls and instability analyses;
     returns its store."""
     from experiments import setup
-    from lth.lottery.controls import check_controls, run_with_controls
+    from lth.lottery.controls import check_controls, check_trainable, run_with_controls
     from lth.lottery.replicas import has_work
     from lth.lottery.table import format_row
 
     controls, instability = check_controls(cfg.prune.controls), setup.instability_of(cfg)
     prep = setup.prepare(cfg)
     settings = setup.settings_from(cfg, prep.iters_per_epoch)
+    check_trainable(controls, settings, getattr(prep.pruner, "granularity", "weight"))
     with ExitStack() as stack:
         store = setup.open_store(cfg, settings, stack)
         print_stored(store, controls)
@@ -94,6 +95,9 @@ def record_run_dir(store: RunStore) -> None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @report_errors
 def main(cfg: DictConfig) -> None:
+    from experiments.portable import pin_for
+
+    pin_for(cfg)  # reproducible=portable: before torch loads
     from lth.train.preempt import handle_preemption
 
     if int(os.environ.get("RANK", "0")) > 0:  # torchrun: rank 0 prints the table

@@ -13,9 +13,9 @@ from contextlib import ExitStack
 from omegaconf import DictConfig
 
 from experiments import setup
-from lth.errors import ConfigError
+from lth.errors import ConfigError, TrainingError
 from lth.lottery import ReplicaLottery
-from lth.lottery.controls import check_controls
+from lth.lottery.controls import check_controls, check_trainable
 from lth.lottery.replicas import has_work
 from lth.lottery.table import format_header, format_row
 from lth.store import RunStore
@@ -45,6 +45,7 @@ def run_replicas(cfg: DictConfig) -> list[RunStore]:
     seeds = [cfg.seed + j for j in range(cfg.replicas)]
     cfgs = [setup.with_seed(cfg, s) for s in seeds]
     settings = [setup.settings_from(c, prep.iters_per_epoch) for c in cfgs]
+    check_trainable(controls, settings[0], getattr(prep.pruner, "granularity", "weight"))
     with ExitStack() as stack:
         stores = [setup.open_store(c, s, stack) for c, s in zip(cfgs, settings)]
         print(format_header())
@@ -61,8 +62,13 @@ def run_replicas(cfg: DictConfig) -> list[RunStore]:
         lotteries = [setup.build(c, prep, s, st, setup.open_sink(c, st, stack) if work
                                  else NullSink())
                      for c, s, st, work in zip(cfgs, settings, stores, todo)]
-        ReplicaLottery(lotteries, controls, instability).run(
+        group = ReplicaLottery(lotteries, controls, instability)
+        group.run(
             on_round=lambda i, r: print(format_row(r, note=_note(seeds[i], r)), flush=True),
             on_instability=lambda i, r: print(f"seed {seeds[i]}: {format_instability(r)}",
                                               flush=True))
+    if group.failed:  # the healthy seeds are complete; each failed run's run.json says why
+        raise TrainingError("; ".join(
+            f"seed {seeds[i]} stopped ({stores[i].info_path} says why): {why}"
+            for i, why in sorted(group.failed.items())) + "; the other seeds went on")
     return stores

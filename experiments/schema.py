@@ -140,6 +140,9 @@ class LotterySchema:
     output_root: str = "runs"         # root of the run store
     device: str = "auto"              # auto | cpu | cuda | cuda:<i>
     deterministic: bool = False       # deterministic algorithms (exact GPU resume); not hashed
+    # default (this machine's fastest kernels) | portable (kernels pinned before torch loads:
+    # the same bits on any x86-64 CPU with AVX2); hashed when portable
+    reproducible: str = "default"
     progress: bool = True             # progress bar during training
     replicas: int = 1                 # seeds seed..seed+replicas-1 trained together (vmap)
     # train each round's ticket and controls (and the instability copies) as one replica

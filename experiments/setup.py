@@ -24,10 +24,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import build_error, first_line
+from experiments.portable import check_portable
 from experiments.sparse_setup import sparse_of
-from experiments.versions import versions, warn_if_other_version
+from experiments.versions import versions, warn_if_other_kernels, warn_if_other_version
 from lth.data import Dataset, load_dataset
 from lth.errors import ConfigError, LthError
+from lth.kernels import kernel_facts
 from lth.lottery import Lottery, LotterySettings
 from lth.lottery.instability import InstabilityOptions
 from lth.pruning import PruneRates, check_pool_bias, layer_rates, prunable_names, prune_mask
@@ -200,6 +202,13 @@ def accel_of(cfg: DictConfig) -> Accel:
                  bool(OmegaConf.select(cfg, "deterministic", default=False)))
 
 
+def kernels_of(cfg: DictConfig) -> dict[str, Any]:
+    """The kernel facts of training ``cfg`` in this process (``lth.kernels.kernel_facts``)."""
+    accel = accel_of(cfg)
+    device = resolve_device(distributed.local_device(cfg.device))
+    return kernel_facts(str(device), accel.compile, accel.deterministic)
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What every seed of an experiment shares: device, data and how to build things."""
@@ -219,6 +228,7 @@ def prepare(cfg: DictConfig) -> Prepared:
     """Check the config, load the data and build the factories and pruner (no files written).
     The checks that need no data come first, so that they fail at once."""
     to_dict(cfg)  # resolves every value: a missing one fails before the data loads
+    check_portable(cfg)
     device = resolve_device(distributed.local_device(cfg.device))
     accel = accel_of(cfg)
     dist = data_parallel(cfg, device)
@@ -286,13 +296,17 @@ def open_store(cfg: DictConfig, settings: LotterySettings, locks: ExitStack) -> 
     store.remove_temporaries()
     if store.config_path.exists():
         warn_if_other_version(store)
+        warn_if_other_kernels(store, kernels_of(cfg))
         return store
+    # A run.json without its config.yaml (deleted by hand) keeps its per-round records: the
+    # config is rewritten (the directory's name is its hash), run.json never.
     store.write_text(store.config_path, OmegaConf.to_yaml(cfg, resolve=True))
-    store.write_text(store.info_path, json.dumps({
-        "name": cfg.name, "hash": store.root.name, "versions": versions(),
-        "seeds": {"init": settings.init_seed, "data": settings.data_seed,
-                  "prune": "derive_seed(seed, 'prune', round)"},
-    }, indent=2))
+    if not store.info_path.exists():
+        store.write_text(store.info_path, json.dumps({
+            "name": cfg.name, "hash": store.root.name, "versions": versions(kernels_of(cfg)),
+            "seeds": {"init": settings.init_seed, "data": settings.data_seed,
+                      "prune": "derive_seed(seed, 'prune', round)"},
+        }, indent=2))
     return store
 
 
@@ -329,5 +343,5 @@ def build(cfg: DictConfig, prep: Prepared, settings: LotterySettings, store: Run
     """The experiment of ``cfg`` over ``store``, logging to ``sink``."""
     return Lottery(settings, prep.data, prep.make_model, prep.make_optimizer, prep.lr_factor,
                    store, sink, prep.device, progress=cfg.progress, pruner=prep.pruner,
-                   versions=versions(), accel=prep.accel, dist=prep.dist,
+                   versions=versions(kernels_of(cfg)), accel=prep.accel, dist=prep.dist,
                    sparse=sparse_of(cfg, settings.iterations, prep.iters_per_epoch))

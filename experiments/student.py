@@ -123,6 +123,7 @@ def open_student_store(cfg: DictConfig, teacher: Teacher, seeds: dict[str, Any],
     store.remove_temporaries()
     if not store.config_path.exists():
         store.write_text(store.config_path, OmegaConf.to_yaml(cfg, resolve=True))
+    if not store.info_path.exists():  # never rewritten: it holds the per-round records
         store.write_text(store.info_path, json.dumps({
             "name": cfg.name, "hash": store.root.name, "versions": versions(),
             "teacher": {"run": teacher.identity, "round": teacher.round}, "seeds": seeds,

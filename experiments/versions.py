@@ -1,8 +1,10 @@
 """Provenance: which lth (version, git commit), torch and Python made a run and each round.
 
 ``versions()`` goes into run.json when a run is created and, through ``Lottery.versions``, under
-``rounds.<k>`` for each round a process completes; resuming a run that another lth version made
-(part of) prints one warning line, so results from changed code never mix silently.
+``rounds.<k>`` for each round a process completes, with the kernel facts that decide the bits
+(``lth.kernels``); resuming a run that another lth version made (part of) prints one warning
+line, and so does resuming it on other kernels, so results from changed code or another
+machine's kernels never mix silently.
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import json
 import platform
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import lth
+from lth.kernels import differing
 from lth.store import RunStore
 
 
@@ -43,10 +47,14 @@ def git_commit() -> str:
     return commit + ("-dirty" if _git("status", "--porcelain", "--untracked-files=no") else "")
 
 
-def versions() -> dict[str, str]:
-    """Software versions recorded with every run (and each of its rounds)."""
-    return {"lth": lth.__version__, "torch": torch.__version__,
-            "python": platform.python_version(), "commit": git_commit()}
+def versions(kernels: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Software versions recorded with every run (and each of its rounds), with the kernel
+    facts (``lth.kernels.kernel_facts``) where given."""
+    out: dict[str, Any] = {"lth": lth.__version__, "torch": torch.__version__,
+                           "python": platform.python_version(), "commit": git_commit()}
+    if kernels is not None:
+        out["kernels"] = dict(kernels)
+    return out
 
 
 def stored_versions(info: dict[str, Any]) -> list[str]:
@@ -67,3 +75,34 @@ def warn_if_other_version(store: RunStore) -> None:
         print(f"warning: {store.root} was made by lth {', '.join(others)}; this is lth "
               f"{lth.__version__}: "
               "results from changed code may differ", file=sys.stderr, flush=True)
+
+
+def stored_kernels(info: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]] | None:
+    """(which record, its kernel facts): the last round's that has them, else the run's
+    creation record; None for a run stored before kernel facts were recorded."""
+    rounds = info.get("rounds") if isinstance(info.get("rounds"), Mapping) else {}
+    for k in sorted(rounds, key=lambda r: int(r) if str(r).isdigit() else -1, reverse=True):
+        record = rounds[k]
+        if isinstance(record, Mapping) and isinstance(record.get("kernels"), Mapping):
+            return f"round {k}", record["kernels"]
+    created = info.get("versions")
+    if isinstance(created, Mapping) and isinstance(created.get("kernels"), Mapping):
+        return "its creation", created["kernels"]
+    return None
+
+
+def warn_if_other_kernels(store: RunStore, current: Mapping[str, Any]) -> None:
+    """One warning line on stderr if the stored run's last round ran on other kernels than
+    ``current`` (this process's): what is trained now may differ from it in the last bits."""
+    try:
+        found = stored_kernels(json.loads(store.info_path.read_text()))
+    except (OSError, ValueError, AttributeError, TypeError):
+        return
+    if found is None:
+        return
+    label, stored = found
+    changes = differing(stored, current)
+    if changes:
+        print(f"warning: {store.root} ({label}) ran on other kernels ({'; '.join(changes)}): "
+              "what trains here may differ from it in the last bits, and by more after a few "
+              "rounds (docs/reproducibility.md)", file=sys.stderr, flush=True)

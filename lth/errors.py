@@ -22,7 +22,12 @@ class CheckpointError(LthError):
 
 
 class TrainingError(LthError):
-    """Training cannot go on (e.g. a NaN loss); completed rounds are kept."""
+    """Training cannot go on (e.g. a NaN loss); completed rounds are kept. ``members``: the
+    positions, in a group trained together, of the members that diverged (empty: all)."""
+
+    def __init__(self, message: str, members: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.members = members
 
 
 class StorageError(LthError):

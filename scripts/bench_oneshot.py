@@ -98,7 +98,7 @@ def pruning_time(quick: bool) -> dict[str, float]:
     def train() -> None:
         net = _vit()
         opt = torch.optim.Adam(net.parameters(), 2e-3)
-        for it in range(iterations):
+        for _ in range(iterations):
             idx = torch.randint(0, len(x), (64,))
             loss = nn.functional.cross_entropy(net(x[idx]), y[idx])
             opt.zero_grad()

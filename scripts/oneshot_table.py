@@ -23,15 +23,17 @@ import yaml
 from lth.files import write_text
 
 
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+
+
 def _runs(root: Path, name: str) -> list[tuple[dict[str, Any], list[dict], list[dict]]]:
     out = []
     for run in sorted((root / name).glob("*/")):
         if not (run / "metrics.jsonl").is_file():
             continue
         cfg = yaml.safe_load((run / "config.yaml").read_text())
-        lines = lambda f: [json.loads(x) for x in (run / f).read_text().splitlines()] \
-            if (run / f).is_file() else []  # noqa: E731
-        out.append((cfg, lines("metrics.jsonl"), lines("controls.jsonl")))
+        out.append((cfg, _lines(run / "metrics.jsonl"), _lines(run / "controls.jsonl")))
     return out
 
 

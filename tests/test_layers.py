@@ -11,7 +11,7 @@ from tests.conftest import ROOT
 
 # Bottom to top: a package of lth may import only from its own layer's packages or lower ones.
 LAYERS = [
-    {"lth", "lth.errors", "lth.faults", "lth.files"},
+    {"lth", "lth.errors", "lth.faults", "lth.files", "lth.kernels"},
     {"lth.data"},
     {"lth.pruning"},
     {"lth.models"},

@@ -23,6 +23,7 @@ from lth.store import RunStore
 _MAX_DEPTH = 3  # <output_root>/<name>/<hash>/config.yaml
 _SKIPPED = ("wandb", "export")
 _RUN_FILES = ("config.yaml", "metrics.jsonl", "run.json")
+KERNELS = "kernels."  # the prefix of the kernel facts' columns
 
 
 @dataclass
@@ -92,12 +93,37 @@ def read_entry(path: Path) -> RunEntry:
     branches |= {p.name for p in path.glob("round_*/*/*") if p.is_dir()}
     return RunEntry(
         path=path, name=str(cfg.get("name") or path.parent.name), hash=path.name,
-        config=flatten(cfg), done=len(records), planned=planned_rounds(cfg),
+        config={**flatten(cfg), **kernel_columns(info)}, done=len(records),
+        planned=planned_rounds(cfg),
         branches=sorted(branches),
         min_density=min((r["density"] for r in records if "density" in r), default=None),
         dense_acc=accs[0] if accs else None, ticket_acc=max(accs[1:]) if accs[1:] else None,
-        version=(info.get("versions") or {}).get("lth"),
+        version=_lth_version(info),
     )
+
+
+def kernel_columns(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The kernel facts run.json holds (the creation's and every round's), flattened as
+    ``kernels.<fact>`` -> value (``a|b`` where the rounds differ), shown like config keys when
+    they differ among the listed runs; {} for runs stored before they were recorded."""
+    rounds = info.get("rounds") if isinstance(info.get("rounds"), Mapping) else {}
+    records = [info.get("versions"), *rounds.values()]
+    seen: dict[str, list[str]] = {}
+    for record in records:
+        facts = record.get("kernels") if isinstance(record, Mapping) else None
+        if isinstance(facts, Mapping):
+            for key, value in flatten(facts, KERNELS).items():
+                shown = _show(value)
+                if shown not in seen.setdefault(key, []):
+                    seen[key].append(shown)
+    return {key: "|".join(values) for key, values in seen.items()}
+
+
+def _lth_version(info: Mapping[str, Any]) -> str | None:
+    """The lth version that created the run, as run.json says (None if it says none)."""
+    versions = info.get("versions")
+    version = versions.get("lth") if isinstance(versions, Mapping) else None
+    return version if isinstance(version, str) else None
 
 
 def parse_where(items: Sequence[str]) -> dict[str, Any]:
@@ -127,9 +153,11 @@ def differing_keys(entries: Sequence[RunEntry]) -> list[str]:
         return []
     keys = sorted({k for e in entries for k in e.config} - {"name"})
     missing = object()
+    # A kernel fact differs only among the runs that recorded it (older runs have none).
     return [k for k in keys
             if len({json.dumps(e.config.get(k, missing), sort_keys=True, default=repr)
-                    for e in entries}) > 1]
+                    for e in entries
+                    if not k.startswith(KERNELS) or k in e.config}) > 1]
 
 
 def index(root: Path, where: Mapping[str, Any] | None = None) -> list[RunEntry]:

@@ -50,6 +50,27 @@ def check_options(fmt: str, quantize: str | None, structured: bool | None) -> No
                           "structured, or use format=onnx")
 
 
+# The TorchScript exporter writes opsets up to 20; ONNX Runtime runs the Gemm, Conv and
+# per-axis QuantizeLinear (int8) nodes lth's models export to from opset 13 on.
+OPSETS = range(13, 21)
+
+
+def check_numbers(opset: int, latency: tuple[int, int, int], calibration: int,
+                  batch_size: int) -> None:
+    """ConfigError naming the key for a value the export cannot use: checked before any file
+    is written, so that no model.onnx is left without its report.json."""
+    if opset not in OPSETS:
+        raise ConfigError(f"opset={opset} is not supported: use {OPSETS.start}.."
+                          f"{OPSETS.stop - 1} (default 17)")
+    big, repeats, warmup = latency
+    for key, value, least in (("latency_batch", big, 1), ("latency_repeats", repeats, 1),
+                              ("latency_warmup", warmup, 0),
+                              ("calibration_batches", calibration, 1),
+                              ("batch_size", batch_size, 1)):
+        if value < least:
+            raise ConfigError(f"{key}={value} must be at least {least}")
+
+
 def resolve_round(store: RunStore, round_index: int | None) -> int:
     """``round_index``, or the last completed round when None; ConfigError if not completed."""
     done = len(store.read_metrics())

@@ -34,6 +34,7 @@ from torch import nn
 from lth.errors import ConfigError
 from lth.lottery.driver import Branch, Lottery, Record, RoundStart
 from lth.lottery.seeds import derive_seed
+from lth.lottery.settings import LotterySettings
 from lth.lottery.states import PruneInputs
 from lth.pruning import Mask, apply_mask, scores_of
 from lth.pruning.prune import invert_mask
@@ -49,6 +50,24 @@ def check_controls(names: Iterable[str]) -> tuple[str, ...]:
         if name not in out:
             out.append(name)
     return tuple(out)
+
+
+def check_trainable(names: Iterable[str], settings: LotterySettings, granularity: str,
+                    rounds: Iterable[int] | None = None) -> None:
+    """ConfigError, before anything trains, for a control this run cannot train beside
+    ``rounds`` (None: every round >= 1): ``invert`` ranks weights by the round's own scores,
+    which channel pruning and round 1 of an early-bird ticket do not have."""
+    if "invert" not in names:
+        return
+    if granularity == "channel":
+        raise ConfigError("the invert control needs scores per weight and this run prunes "
+                          "whole channels (prune.granularity=channel): drop invert from the "
+                          "controls, or use prune.granularity=weight")
+    if settings.early_bird_ticket and (rounds is None or 1 in set(rounds)):
+        raise ConfigError("round 1's mask is the early-bird ticket's, drawn from weights not "
+                          "stored: the invert control cannot rank them; drop invert from "
+                          "prune.controls and train it beside later rounds with python -m "
+                          "experiments.control control=invert rounds=[2,...]")
 
 
 def control_seed(seed: int, name: str, k: int) -> int:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from lth.errors import TrainingError
 from lth.lottery.controls import check_controls, control_start
 from lth.lottery.driver import Lottery, Record, RoundStart
 from lth.lottery.instability import (
@@ -70,6 +71,8 @@ class ReplicaLottery:
     lotteries: Sequence[Lottery]
     controls: tuple[str, ...] = ()
     instability: InstabilityOptions | None = None
+    # replica index -> why its seed stopped (a non-finite loss): the others go on without it
+    failed: dict[int, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.lotteries:
@@ -88,20 +91,27 @@ class ReplicaLottery:
         """Rounds that some replica has yet to complete, or whose controls some replica
         lacks, in order."""
         last = self.lotteries[0].settings.last_round
-        rounds = set().union(*(lot.pending_rounds() for lot in self.lotteries))
-        for lot in self.lotteries:
+        rounds = set().union(*(lot.pending_rounds() for lot in self.healthy()))
+        for lot in self.healthy():
             rounds |= {r["round"] for r in lot.store.read_metrics()
                        if 1 <= r["round"] <= last and missing_controls(lot, self.controls,
                                                                        r["round"])}
         return sorted(rounds)
 
+    def healthy(self) -> list[Lottery]:
+        """The replicas whose seed has not diverged in this process."""
+        return [lot for i, lot in enumerate(self.lotteries) if i not in self.failed]
+
     def _members(self, k: int) -> list[tuple[int, Lottery, RoundStart]]:
-        """Round ``k``'s tickets of the replicas that lack it, then its missing controls."""
+        """Round ``k``'s tickets of the replicas that lack it, then its missing controls
+        (none of a seed that diverged)."""
         tickets = {i: lot.begin_round(k) for i, lot in enumerate(self.lotteries)
-                   if k in lot.pending_rounds()}
+                   if i not in self.failed and k in lot.pending_rounds()}
         out = [(i, self.lotteries[i], st) for i, st in tickets.items()]
         if k >= 1:
             for i, lot in enumerate(self.lotteries):
+                if i in self.failed:
+                    continue
                 for name in missing_controls(lot, self.controls, k):
                     out.append((i, lot, control_start(lot, k, name, tickets.get(i))))
         return out
@@ -109,19 +119,32 @@ class ReplicaLottery:
     def run_round(self, k: int) -> list[tuple[int, Record]]:
         """Train round ``k``'s members as one group; (replica index, record) of each, the
         tickets' first."""
-        members = self._members(k)
-        if not members:
-            return []
-        results = train_group([(lot, st) for _, lot, st in members], f"round {k}")
-        return [(i, lot.finish_round(st, result))
-                for (i, lot, st), result in zip(members, results)]
+        while members := self._members(k):
+            try:
+                results = train_group([(lot, st) for _, lot, st in members], f"round {k}")
+            except TrainingError as e:
+                self._fail(k, {members[j][0] for j in e.members}, e)
+                continue  # the others again, from their checkpoints
+            return [(i, lot.finish_round(st, result))
+                    for (i, lot, st), result in zip(members, results)]
+        return []
+
+    def _fail(self, k: int, seeds: set[int], error: TrainingError) -> None:
+        """Leave the diverged replicas ``seeds`` behind, each run recording why; re-raise
+        when nothing would be left to train (one seed, or a failure naming no member)."""
+        if not seeds or len(self.lotteries) == 1 or seeds >= set(range(len(
+                self.lotteries))) - set(self.failed):
+            raise error
+        for i in sorted(seeds):
+            self.failed[i] = str(error)
+            self.lotteries[i].store.note_failure(k, str(error))
 
     def run_instability(self, k: int) -> list[tuple[int, Record]]:
         """Round ``k``'s missing instability copies of every replica as one group, then each
         replica's analysis; (replica index, instability record)."""
         assert self.instability is not None
         lots = [(i, lot) for i, lot in enumerate(self.lotteries)
-                if k in lot.store.completed_rounds() and not any(
+                if i not in self.failed and k in lot.store.completed_rounds() and not any(
                     r["round"] == k for r in lot.store.read_instability())]
         members = [(i, lot, copy_start(lot, k, c)) for i, lot in lots
                    for c in missing_copies(lot, k)]
@@ -136,7 +159,7 @@ class ReplicaLottery:
         """Run every pending round (with its controls), then the instability analyses;
         returns each replica's round records, stored ones included."""
         for lot in self.lotteries:
-            lot.remove_stale_checkpoints()
+            lot.remove_stale_checkpoints()  # a seed left behind resumes like any other
         for k in self.pending_rounds():
             for i, record in self.run_round(k):
                 if on_round is not None:

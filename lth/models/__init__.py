@@ -17,8 +17,8 @@ from lth.models.mlp import MLP, MLP1D, LeNet300100
 from lth.models.resnet import ResNetCIFAR
 from lth.models.torchvision_adapter import TorchvisionClassifier
 from lth.models.vgg import VGG
-from lth.models.wrn import WideResNet
 from lth.models.vit import SequenceTransformer, ViT
+from lth.models.wrn import WideResNet
 
 __all__ = [
     "CNN1D",

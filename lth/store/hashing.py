@@ -57,6 +57,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "prune.calibration_samples": 128,
     "prune.nm": "",
     "prune.channel_round_to": 1,
+    "reproducible": "default",  # portable pins other kernels: other bits, another run
 }
 # Config nodes added after runs were stored: dropped from the hash when nothing of theirs is
 # left in it, so that adding the node never renames existing runs.

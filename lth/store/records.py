@@ -50,8 +50,9 @@ def read_info(path: Path) -> dict[str, Any]:
     return info
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """The records of a JSONL file, in order ([] if there is none)."""
+def read_jsonl(path: Path, keys: tuple[str, ...] = ("round",)) -> list[dict[str, Any]]:
+    """The records of a JSONL file, in order ([] if there is none): each line a JSON object
+    holding ``keys`` (CheckpointError naming the file and line otherwise)."""
     if not path.exists():
         return []
     records = []
@@ -59,9 +60,27 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             raise CheckpointError(
                 f"{path} line {n} is not JSON; delete that line to redo its round"
             ) from None
+        if not isinstance(record, dict) or not all(k in record for k in keys):
+            raise CheckpointError(
+                f"{path} line {n} is not a record (a JSON object with "
+                f"{', '.join(repr(k) for k in keys)}); delete that line to redo its round")
+        records.append(record)
+    return records
+
+
+def check_round_order(path: Path, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` (of metrics.jsonl) if they are rounds 0..n-1 in order; else CheckpointError
+    naming the first line out of place: a lost line would otherwise have a later round
+    retrained under its number."""
+    for n, record in enumerate(records):
+        if record["round"] != n:
+            raise CheckpointError(
+                f"{path} line {n + 1} is round {record['round']!r}, not round {n}: the rounds "
+                f"must be 0..n-1 in order; delete line {n + 1} and the lines after it to "
+                f"redo rounds {n} and later (or restore the missing line)")
     return records

@@ -3,7 +3,8 @@
 Layout of a run directory ``<output_root>/<name>/<config hash>/``::
 
     config.yaml        the resolved config (all keys, including non-semantic ones)
-    run.json           hash, derived seeds, versions; rounds.<k>: the versions that made round k
+    run.json           hash, derived seeds, versions; rounds.<k>: the versions and kernel facts
+                       that made round k; failure: why a replica group left this seed behind
     metrics.jsonl      one JSON object per completed round (the completion record)
     init.pt            state dict before any training (iteration 0)
     rewind.pt          state dict at the rewind point of round 0
@@ -175,6 +176,17 @@ class RunStore:
         """Record in run.json (under ``rounds.<k>``) the versions that made round ``k``."""
         info = self.read_info()
         info.setdefault("rounds", {})[str(k)] = dict(versions)
+        failure = info.get("failure")
+        if isinstance(failure, dict) and failure.get("round", k) <= k:
+            del info["failure"]  # trained past it since
+        self.write_text(self.info_path, json.dumps(info, indent=2))
+
+    def note_failure(self, k: int, message: str) -> None:
+        """Record in run.json (under ``failure``) why round ``k`` could not be trained (a
+        replica group's diverged seed: the others went on); removed once round ``k`` is
+        complete."""
+        info = self.read_info()
+        info["failure"] = {"round": k, "error": message}
         self.write_text(self.info_path, json.dumps(info, indent=2))
 
     def save(self, path: Path, obj: Any) -> None:
@@ -236,8 +248,10 @@ class RunStore:
         return [k for k in completed if k in wanted]
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        """The completed rounds' records, in order."""
-        return records.read_jsonl(self.metrics_path)
+        """The completed rounds' records, in order: rounds 0..n-1 (CheckpointError naming the
+        line otherwise)."""
+        return records.check_round_order(self.metrics_path,
+                                         records.read_jsonl(self.metrics_path))
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         """Add one round's record; the rename makes the round complete in one step."""
@@ -249,7 +263,9 @@ class RunStore:
 
     def read_branches(self, kind: str) -> list[dict[str, Any]]:
         """The completed branches of ``kind`` (``controls``, ``instability``), in order."""
-        return records.read_jsonl(self.branch_log_path(kind))
+        keys = {"controls": ("round", "control"), "instability": ("round", "copy")}.get(
+            kind, ("round",))
+        return records.read_jsonl(self.branch_log_path(kind), keys)
 
     def append_branch(self, kind: str, record: dict[str, Any]) -> None:
         """Add one branch's record; it is complete once the file is renamed into place."""

@@ -94,7 +94,7 @@ class _Tally:
                 raise TrainingError(
                     f"training loss became {self.last_loss[bad[0]]} before iteration {it} "
                     f"({options.desc}{which}): lower optimizer.lr or check the data; "
-                    "completed rounds are kept"
+                    "completed rounds are kept", members=tuple(bad)
                 )
         self.loss_sum.zero_()
         self.steps = 0
