@@ -47,7 +47,7 @@ def run_replicas(cfg: DictConfig) -> list[RunStore]:
     settings = [setup.settings_from(c, prep.iters_per_epoch) for c in cfgs]
     with ExitStack() as stack:
         stores = [setup.open_store(c, s, stack) for c, s in zip(cfgs, settings)]
-        print(format_header())
+        print(format_header(prep.data.x_val is not None))
         for seed, store in zip(seeds, stores):
             for record in [*store.read_metrics(), *store.read_controls()]:
                 print(format_row(record, note=f"{_note(seed, record)}, stored"))

@@ -40,6 +40,7 @@ from lth.train import distributed, parse_duration, step_schedule
 from lth.train.accel import Accel, check_accel
 from lth.train.optim import prefer_fused
 from lth.train.schedule import LRFactor
+from lth.train.threads import set_threads
 
 
 def to_dict(cfg: DictConfig) -> dict[str, Any]:
@@ -214,6 +215,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     The checks that need no data come first, so that they fail at once."""
     to_dict(cfg)  # resolves every value: a missing one fails before the data loads
     device = resolve_device(distributed.local_device(cfg.device))
+    # Before anything runs on the CPU; a config stored before the key existed lacks it.
+    print(set_threads(OmegaConf.select(cfg, "threads", default="auto")).line(), flush=True)
     accel = accel_of(cfg)
     dist = data_parallel(cfg, device)
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)
