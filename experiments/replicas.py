@@ -66,3 +66,36 @@ def run_replicas(cfg: DictConfig) -> list[RunStore]:
             on_instability=lambda i, r: print(f"seed {seeds[i]}: {format_instability(r)}",
                                               flush=True))
     return stores
+
+
+HELP = """python -m experiments.replicas [key=value ...]   (as python -m experiments.lottery)
+
+Several seeds of one experiment, or a round's ticket and its controls, trained together as one
+replica group (the K models stacked and stepped at once under vmap). Called by
+experiments.lottery when replicas > 1 or group_branches=true; this module takes the same
+overrides and runs that command.
+
+Keys:
+  replicas=<K>                   seeds seed..seed+K-1 in one process (not hashed: each seed
+                                 keeps the run directory its single run has)
+  group_branches=true|false      a round's ticket and controls (and instability copies) as one
+                                 group instead of one after another (not hashed)
+  threads=auto|<N>               CPU threads of the process
+
+Faster where per-step overhead dominates (small networks: 100-wide MLPs); no faster for the
+default's 500-wide layers on a CPU.
+
+Docs: docs/performance.md (several seeds in one process); docs/config.md.
+"""
+
+
+if __name__ == "__main__":
+    import sys
+
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        print(HELP, end="")
+        sys.exit(0)
+    from experiments.errors import run_cli
+    from experiments.lottery import main
+
+    run_cli(main)
