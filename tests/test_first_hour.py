@@ -3,10 +3,10 @@ folder, with a real --help; launchers without their plugin named in one line."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from setuptools import find_packages
 
 from tests.conftest import ROOT, run_cli
