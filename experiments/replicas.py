@@ -95,7 +95,8 @@ if __name__ == "__main__":
     if {"--help", "-h"} & set(sys.argv[1:]):
         print(HELP, end="")
         sys.exit(0)
-    from experiments.errors import run_cli
-    from experiments.lottery import main
+    import runpy
 
-    run_cli(main)
+    # experiments.lottery calls back into this module: run it as the main module, so that
+    # neither imports the other at module level (no import circle)
+    runpy.run_module("experiments.lottery", run_name="__main__", alter_sys=True)
