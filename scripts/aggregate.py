@@ -24,7 +24,8 @@ from pathlib import Path
 
 from lth.analysis import BANDS, find_runs, group_runs, load_run, write_report
 from lth.analysis.oneshot import merge_oneshot
-from lth.errors import LthError
+from lth.errors import ConfigError, LthError
+from lth.store import RunStore
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,12 +59,22 @@ def instability_main(args: argparse.Namespace) -> None:
     sweeps: dict[str, list] = {}
     for run in runs:
         sweeps.setdefault(sweep_key(run), []).append(run)
+    without: list[str] = []
     for label, members in sorted(sweeps.items()):
         out = Path(args.out) if len(sweeps) == 1 else Path(args.out) / label
+        if not any(RunStore(r.path).read_instability() for r in members):
+            without.append(label)  # e.g. a run of the same root without the analysis
+            continue
         text = write_instability(label, members, out, band_kind=args.band,
                                  band_text=BAND_TEXT[args.band], stable=args.stable,
                                  tolerance=args.tolerance)
         print(f"{label}: {len(members)} runs -> {out}\n{text}")
+    if len(without) == len(sweeps):
+        raise ConfigError(f"no instability records in {', '.join(args.paths)}: run "
+                          "experiments.instability on the runs first (or "
+                          "analysis.instability=true)")
+    for label in without:
+        print(f"{label}: no instability records, skipped (experiments.instability adds them)")
 
 
 def main(argv: list[str] | None = None) -> int:

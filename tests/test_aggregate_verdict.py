@@ -70,3 +70,25 @@ def test_one_seed_shows_no_spread_and_several_do(tmp_path: Path, capsys) -> None
     aggregate([*map(str, two), "--out", str(tmp_path / "o2")])
     table = (tmp_path / "o2" / "table.md").read_text()
     assert "| 1 | 80 | 2 | 66.00 ± 1.41 |" in table
+
+
+def test_instability_skips_sweeps_without_records(tmp_path: Path, capsys) -> None:
+    # two sweeps (different prune.fraction): one analysed, one never analysed
+    with_records = store_run(tmp_path / "runs", 0, [0.60, 0.62])
+    store = RunStore(with_records)
+    store.write_text(store.instability_path, json.dumps(
+        {"round": 1, "spawn_iter": 0, "density": 0.8, "test_acc": 0.6, "barrier_test": 1.0,
+         "barrier_train": 0.5}) + "\n")
+    other = RunStore.for_config(tmp_path / "runs", "v", {**CONFIG, "prune": {"fraction": 0.5}})
+    other.prepare()
+    other.write_text(other.config_path, yaml.safe_dump({**CONFIG, "prune": {"fraction": 0.5}}))
+    other.write_text(other.metrics_path, json.dumps({"round": 0, "density": 1.0,
+                                                     "test_acc": 0.6}) + "\n")
+    out = tmp_path / "out"
+    assert aggregate([str(tmp_path / "runs"), "--out", str(out), "--instability"]) == 0
+    text = capsys.readouterr().out
+    assert "no instability records, skipped" in text
+    assert len(list(out.glob("*/instability.md"))) == 1
+    assert aggregate([str(other.root), "--out", str(out / "x"), "--instability"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no instability records in ") and err.count("\n") == 1
