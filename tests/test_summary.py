@@ -58,3 +58,17 @@ def test_the_main_command_prints_threads_once_and_ends_with_the_summary(cli) -> 
     assert "  reading: tickets " in summary
     assert "python -m experiments.lottery -m prune.rounds=1" in summary
     assert lines[-1].startswith("run directory: ")
+
+
+def test_the_row_says_what_its_accuracy_was_selected_on_and_prints_the_supermask() -> None:
+    from lth.lottery.table import format_header, format_row
+
+    base = {"round": 1, "density": 0.8, "test_acc": 0.70, "best_test_acc": 0.75,
+            "best_iter": 300, "early_stop_test_acc": 0.72, "early_stop_iter": 200,
+            "wall_s": 1.0}
+    assert "test-selected @ iter" in format_header() and "val-selected" in format_header(True)
+    assert "75.00% @ 300" in format_row(base)
+    with_val = format_row({**base, "val_loss": 0.9, "val_acc": 0.7})
+    assert "72.00% @ 200" in with_val
+    assert format_row({**base, "supermask_test_acc": 0.123}, note="x").endswith(
+        "(x, supermask 12.30%)")

@@ -209,3 +209,19 @@ def summary_csv(summary: Summary) -> str:
 def summary_json(summary: Summary) -> str:
     """The Summary as JSON (points with their per-seed values)."""
     return json.dumps(asdict(summary), indent=1) + "\n"
+
+
+def summary_from_json(text: str) -> Summary:
+    """The Summary that ``summary_json`` wrote (to redraw committed results without runs)."""
+    data = json.loads(text)
+
+    def points(items: list[dict]) -> list[Point]:
+        return [Point(**{**p, "values": tuple(p["values"]), "seeds": tuple(p["seeds"])})
+                for p in items]
+
+    return Summary(data["label"], data["seeds"], data["metric"], data["band"],
+                   data["tolerance"], {s: points(v) for s, v in data["series"].items()},
+                   {s: points(v) for s, v in data["early_stop"].items()},
+                   {s: (Point(**{**p, "values": tuple(p["values"]),
+                                 "seeds": tuple(p["seeds"])}) if p else None)
+                    for s, p in data.get("matching", {}).items()})

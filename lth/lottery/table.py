@@ -22,6 +22,9 @@ def format_row(record: dict[str, Any], note: str = "") -> str:
         acc, at = record["early_stop_test_acc"], record["early_stop_iter"]
     else:
         acc, at = record["best_test_acc"], record["best_iter"]
+    if record.get("supermask_test_acc") is not None:  # analysis.supermask
+        supermask = f"supermask {100 * record['supermask_test_acc']:.2f}%"
+        note = f"{note}, {supermask}" if note else supermask
     return (f"{record['round']:>5}  {100 * record['density']:>6.2f}%  "
             f"{100 * record['test_acc']:>8.2f}%  {100 * acc:>11.2f}% @ "
             f"{at:<6}  {record['wall_s']:>6.1f}s"
