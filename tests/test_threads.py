@@ -1,5 +1,6 @@
-"""The ``threads`` key: a number as given, ``auto`` one thread on few or busy cores (where torch's
-one-per-core default makes small models wait on each other), printed once; not hashed."""
+"""The ``threads`` key: a number as given, ``auto`` the cores the load leaves free (torch's
+one-per-core default makes small models wait on each other on a busy machine), printed once;
+not hashed."""
 
 from __future__ import annotations
 
@@ -10,12 +11,15 @@ from lth.store.hashing import run_hash
 from lth.train.threads import auto_threads, choose_threads, parse_threads
 
 
-def test_auto_takes_one_thread_on_few_cores_and_the_free_ones_on_many() -> None:
+def test_auto_takes_the_cores_the_load_leaves_free() -> None:
     assert auto_threads(1, 0.0) == 1
-    assert auto_threads(2, 0.0) == 1      # a laptop or a small VM, even idle
-    assert auto_threads(4, 0.2) == 1
+    assert auto_threads(2, 0.1) == 2      # idle: torch's default, every core
+    assert auto_threads(2, 0.4) == 2
+    assert auto_threads(2, 1.0) == 1      # one busy neighbour
+    assert auto_threads(2, 0.7) == 1
+    assert auto_threads(2, 8.0) == 1      # a shared machine
     assert auto_threads(16, 0.0) == 16
-    assert auto_threads(16, 10.5) == 5    # what the load leaves free
+    assert auto_threads(16, 10.5) == 6    # what the load leaves free
     assert auto_threads(8, 30.0) == 1
 
 

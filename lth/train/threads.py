@@ -1,22 +1,23 @@
 """How many intra-op threads a CPU process uses: the ``threads`` key and its automatic choice.
 
-torch's default is one thread per core. For lth's small models that is slower as soon as the
-cores are few or busy: the threads wait on each other. Measured on a 2-core Xeon VM
-(results/benchmarks/README.md, "Threads"): one 1500-iteration round of the default network
-took 1.0-1.1x with 2 threads of what it took with 1 at load ~1, and several times longer with
-2 threads beside one busy process (39 s against 6.7 s). So ``auto`` takes one thread unless
-the machine has more than 4 cores, and then only the cores the load average leaves free.
+torch's default is one thread per core. That is right on an idle machine (a round of the
+default network: 2.3-2.8 s with 2 threads, 3.3-4.3 s with 1, on an idle 2-core CPU) and badly
+wrong on a busy one: the threads wait on each other and on the other processes (the same
+round, 2-core Xeon VM shared at load ~8: 511 s with 2 threads, 64.5 s with 1; a new user's
+2-core machine beside one busy process: 39 s against 6.7 s). So ``auto`` takes the cores that
+other processes leave free at the start (measured over a quarter second from /proc/stat, else
+the load average): every core when idle, one fewer per busy core, at least one
+(results/benchmarks/README.md, "Threads").
 """
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from dataclasses import dataclass
 
 from lth.errors import ConfigError
-
-FEW_CORES = 4  # at or below this many cores, auto takes one thread
-
 
 @dataclass(frozen=True)
 class ThreadChoice:
@@ -37,20 +38,38 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def load_average() -> float:
-    """The 1-minute load average (0.0 where the OS has none)."""
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat; None where there is none."""
     try:
-        return os.getloadavg()[0]
+        fields = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def busy_cores(n_cores: int, window_s: float = 0.25) -> tuple[float, str]:
+    """How many cores other processes keep busy now: measured over ``window_s`` seconds from
+    /proc/stat (Linux; a neighbour started a moment ago counts), else the 1-minute load
+    average. Returns (cores, what was measured)."""
+    before = _cpu_times()
+    if before is not None:
+        time.sleep(window_s)
+        after = _cpu_times()
+        if after is not None and after[1] > before[1]:
+            share = (after[0] - before[0]) / (after[1] - before[1])
+            return n_cores * share, "busy"
+    try:
+        return os.getloadavg()[0], "load"
     except (AttributeError, OSError):
-        return 0.0
+        return 0.0, "load"
 
 
 def auto_threads(n_cores: int, load: float) -> int:
-    """Threads for ``n_cores`` cores at ``load`` (1-minute load average, other processes
-    included): 1 on few cores, else the cores the load leaves free (at least 1)."""
-    if n_cores <= FEW_CORES:
-        return 1
-    return max(1, min(n_cores, int(n_cores - load)))
+    """Threads for ``n_cores`` cores when other processes keep ``load`` cores busy: the cores
+    not taken, a load of 0.5 or more counting as one core (at least 1)."""
+    busy = max(0, math.ceil(load - 0.5))
+    return max(1, min(n_cores, n_cores - busy))
 
 
 def parse_threads(value: object) -> int | None:
@@ -74,8 +93,9 @@ def choose_threads(value: object, environ: dict[str, str] | None = None) -> Thre
     omp = env.get("OMP_NUM_THREADS", "").strip()
     if omp.isdigit() and int(omp) > 0:
         return ThreadChoice(int(omp), "OMP_NUM_THREADS")
-    n, load = cores(), load_average()
-    return ThreadChoice(auto_threads(n, load), f"auto: {n} cores, load {load:.1f}")
+    n = cores()
+    load, what = busy_cores(n)
+    return ThreadChoice(auto_threads(n, load), f"auto: {n} cores, {what} {load:.1f}")
 
 
 def set_threads(value: object) -> ThreadChoice:
