@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from lth.errors import ConfigError
 
+
 @dataclass(frozen=True)
 class ThreadChoice:
     """The thread count set and why (``reason`` is printed once at the start)."""
