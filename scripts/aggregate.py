@@ -35,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--metric", default="test_acc",
                         help="record key to tabulate and plot: test_acc (final, default), "
-                             "early_stop_test_acc, best_test_acc (test-selected), val_acc")
+                             "early_stop_test_acc (selected on the validation loss, on the "
+                             "test loss without a validation split), best_test_acc "
+                             "(test-selected), val_acc")
     parser.add_argument("--band", default="std", choices=BANDS,
                         help="spread over seeds: sample std (default), 95%% t-interval, min-max")
     parser.add_argument("--tolerance", type=float, default=0.005,
