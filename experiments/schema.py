@@ -121,7 +121,7 @@ class LotterySchema:
     device: str = "auto"              # auto | cpu | cuda | cuda:<i>
     deterministic: bool = False       # deterministic algorithms (exact GPU resume); not hashed
     progress: bool = True             # progress bar during training
-    threads: str = "auto"             # intra-op CPU threads: auto (the cores other work leaves) | N
+    threads: str = "auto"             # intra-op CPU threads: auto (1, or $OMP_NUM_THREADS) | N
     replicas: int = 1                 # seeds seed..seed+replicas-1 trained together (vmap)
     # train each round's ticket and controls (and the instability copies) as one replica
     # group, instead of one after another; implied by replicas > 1; not hashed
