@@ -24,4 +24,4 @@ def test_first_run_on_a_machine_prints_only_the_table(tmp_path) -> None:
     assert lines[1].split()[:3] == ["round", "density", "test"], lines[:3]
     # then the summary (dense, the next commands), nothing logged in between
     assert lines[3].startswith("summary (seed 0") and lines[-5] == "next:", lines
-    assert lines[-1].startswith("run directory: ") and len(lines) == 9, lines
+    assert lines[-1].startswith("run directory: ") and len(lines) == 10, lines
