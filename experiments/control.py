@@ -43,7 +43,7 @@ def run(cfg: DictConfig) -> Path:
     with ExitStack() as stack:
         store = setup.open_store(stored, settings, stack)
         pairs = pending_controls(store, names, list(cfg.rounds) or None)
-        print(format_header())
+        print(format_header(prep.data.x_val is not None))
         if not pairs:
             print("the requested controls are stored; nothing to train")
             return store.root

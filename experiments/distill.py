@@ -90,7 +90,7 @@ def run(cfg: DictConfig) -> RunStore:
     seeds = {"init": settings.init_seed, "data": settings.data_seed}
     with ExitStack() as stack:
         store = student.open_student_store(cfg, teacher, seeds, stack)
-        print(format_header())
+        print(format_header(data.x_val is not None))
         if store.read_metrics():
             print(format_row(table_record(store.read_metrics()[0]), note="stored"))
             print("the student is complete; nothing to train")

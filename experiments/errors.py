@@ -26,8 +26,21 @@ def _full_error() -> bool:
     return os.environ.get(_USER_FULL_ERROR, os.environ.get("HYDRA_FULL_ERROR")) == "1"
 
 
+_CLUSTER_LAUNCHERS = ("joblib", "slurm", "submitit_slurm", "submitit_local")
+
+
+def _missing_launcher(e: Exception) -> str | None:
+    """The launcher named in ``e`` when it is one the ``cluster`` extra installs, else None."""
+    text = " ".join(str(x) for x in (e, e.__cause__, getattr(e, "missing_cfg_file", None)) if x)
+    found = re.search(r"hydra/launcher/(\w+)", text)
+    return found[1] if found and found[1] in _CLUSTER_LAUNCHERS else None
+
+
 def _hydra_message(e: Exception) -> str:
     """One line for a config that does not compose (Hydra's own report spans many)."""
+    if (launcher := _missing_launcher(e)) is not None:
+        return (f"hydra/launcher={launcher} needs its Hydra plugin, which is not installed: "
+                'pip install -e ".[cluster]"')
     if isinstance(e, MissingConfigException) and e.options and e.missing_cfg_file:
         group, _, name = e.missing_cfg_file.rpartition("/")
         options = ", ".join(o for o in e.options if not o.endswith("_schema"))

@@ -69,7 +69,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             model, mask, data, out_dir, structured=structured, quantize=cfg.quantize,
             calibration=cfg.calibration_batches, batch_size=cfg.batch_size, opset=cfg.opset,
             latency=(cfg.latency_batch, cfg.latency_repeats, cfg.latency_warmup)))
-    report["report"] = str(ex.write_report(out_dir, report))
+    report["report"] = str(ex.write_report(out_dir, report, cfg.format))
     return report
 
 

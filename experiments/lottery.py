@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 register()
 
 
-def print_stored(store: RunStore, controls: tuple[str, ...]) -> None:
+def print_stored(store: RunStore, controls: tuple[str, ...], val_split: bool) -> None:
     """The table's header and the rows of the rounds and controls already stored."""
     from lth.lottery.table import format_header, format_row
 
-    print(format_header())
+    print(format_header(val_split))
     for record in store.read_metrics():
         print(format_row(record, note="stored"))
     for record in store.read_controls():
@@ -70,7 +70,7 @@ def run(cfg: DictConfig) -> RunStore:
     check_trainable(controls, settings, getattr(prep.pruner, "granularity", "weight"))
     with ExitStack() as stack:
         store = setup.open_store(cfg, settings, stack)
-        print_stored(store, controls)
+        print_stored(store, controls, prep.data.x_val is not None)
         last = settings.last_round
         if not has_work(store, last, controls, instability is not None):
             print(f"all {last + 1} rounds are complete; nothing to train")
@@ -92,6 +92,19 @@ def record_run_dir(store: RunStore) -> None:
         (out / "run_dir.txt").write_text(f"{store.root.resolve()}\n")
 
 
+def print_summary(store: RunStore) -> None:
+    """The end-of-run summary of a single run (lth.lottery.summary) and the next commands."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from lth.lottery.summary import summary_lines
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    config = store.read_config()
+    for line in summary_lines(store.read_metrics(), store.read_controls(), config["seed"],
+                              str(store.root.parent.parent), store.root.parent.name, overrides):
+        print(line)
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 @report_errors
 def main(cfg: DictConfig) -> None:
@@ -110,6 +123,8 @@ def main(cfg: DictConfig) -> None:
             from experiments.replicas import run_replicas
 
             stores = run_replicas(cfg)
+    if len(stores) == 1:
+        print_summary(stores[0])
     for store in stores:
         record_run_dir(store)
         print(f"run directory: {store.root}")

@@ -48,7 +48,7 @@ def run_replicas(cfg: DictConfig) -> list[RunStore]:
     check_trainable(controls, settings[0], getattr(prep.pruner, "granularity", "weight"))
     with ExitStack() as stack:
         stores = [setup.open_store(c, s, stack) for c, s in zip(cfgs, settings)]
-        print(format_header())
+        print(format_header(prep.data.x_val is not None))
         for seed, store in zip(seeds, stores):
             for record in [*store.read_metrics(), *store.read_controls()]:
                 print(format_row(record, note=f"{_note(seed, record)}, stored"))
@@ -72,3 +72,37 @@ def run_replicas(cfg: DictConfig) -> list[RunStore]:
             f"seed {seeds[i]} stopped ({stores[i].info_path} says why): {why}"
             for i, why in sorted(group.failed.items())) + "; the other seeds went on")
     return stores
+
+
+HELP = """python -m experiments.replicas [key=value ...]   (as python -m experiments.lottery)
+
+Several seeds of one experiment, or a round's ticket and its controls, trained together as one
+replica group (the K models stacked and stepped at once under vmap). Called by
+experiments.lottery when replicas > 1 or group_branches=true; this module takes the same
+overrides and runs that command.
+
+Keys:
+  replicas=<K>                   seeds seed..seed+K-1 in one process (not hashed: each seed
+                                 keeps the run directory its single run has)
+  group_branches=true|false      a round's ticket and controls (and instability copies) as one
+                                 group instead of one after another (not hashed)
+  threads=auto|<N>               CPU threads of the process
+
+Faster where per-step overhead dominates (small networks: 100-wide MLPs); no faster for the
+default's 500-wide layers on a CPU.
+
+Docs: docs/performance.md (several seeds in one process); docs/config.md.
+"""
+
+
+if __name__ == "__main__":
+    import sys
+
+    if {"--help", "-h"} & set(sys.argv[1:]):
+        print(HELP, end="")
+        sys.exit(0)
+    import runpy
+
+    # experiments.lottery calls back into this module: run it as the main module, so that
+    # neither imports the other at module level (no import circle)
+    runpy.run_module("experiments.lottery", run_name="__main__", alter_sys=True)

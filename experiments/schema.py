@@ -144,6 +144,7 @@ class LotterySchema:
     # the same bits on any x86-64 CPU with AVX2); hashed when portable
     reproducible: str = "default"
     progress: bool = True             # progress bar during training
+    threads: str = "auto"             # intra-op CPU threads: auto (1, or $OMP_NUM_THREADS) | N
     replicas: int = 1                 # seeds seed..seed+replicas-1 trained together (vmap)
     # train each round's ticket and controls (and the instability copies) as one replica
     # group, instead of one after another; implied by replicas > 1; not hashed

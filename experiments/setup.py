@@ -44,6 +44,7 @@ from lth.train import distributed, parse_duration, step_schedule
 from lth.train.accel import Accel, check_accel
 from lth.train.optim import prefer_fused
 from lth.train.schedule import LRFactor
+from lth.train.threads import set_threads
 
 
 def to_dict(cfg: DictConfig) -> dict[str, Any]:
@@ -230,6 +231,8 @@ def prepare(cfg: DictConfig) -> Prepared:
     to_dict(cfg)  # resolves every value: a missing one fails before the data loads
     check_portable(cfg)
     device = resolve_device(distributed.local_device(cfg.device))
+    # Before anything runs on the CPU; a config stored before the key existed lacks it.
+    print(set_threads(OmegaConf.select(cfg, "threads", default="auto")).line(), flush=True)
     accel = accel_of(cfg)
     dist = data_parallel(cfg, device)
     PruneRates(cfg.prune.fraction, cfg.prune.conv_fraction, cfg.prune.output_fraction)

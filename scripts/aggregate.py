@@ -24,7 +24,8 @@ from pathlib import Path
 
 from lth.analysis import BANDS, find_runs, group_runs, load_run, write_report
 from lth.analysis.oneshot import merge_oneshot
-from lth.errors import LthError
+from lth.errors import ConfigError, LthError
+from lth.store import RunStore
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -34,7 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--metric", default="test_acc",
                         help="record key to tabulate and plot: test_acc (final, default), "
-                             "early_stop_test_acc, best_test_acc (test-selected), val_acc")
+                             "early_stop_test_acc (selected on the validation loss, on the "
+                             "test loss without a validation split), best_test_acc "
+                             "(test-selected), val_acc")
     parser.add_argument("--band", default="std", choices=BANDS,
                         help="spread over seeds: sample std (default), 95%% t-interval, min-max")
     parser.add_argument("--tolerance", type=float, default=0.005,
@@ -58,12 +61,22 @@ def instability_main(args: argparse.Namespace) -> None:
     sweeps: dict[str, list] = {}
     for run in runs:
         sweeps.setdefault(sweep_key(run), []).append(run)
+    without: list[str] = []
     for label, members in sorted(sweeps.items()):
         out = Path(args.out) if len(sweeps) == 1 else Path(args.out) / label
+        if not any(RunStore(r.path).read_instability() for r in members):
+            without.append(label)  # e.g. a run of the same root without the analysis
+            continue
         text = write_instability(label, members, out, band_kind=args.band,
                                  band_text=BAND_TEXT[args.band], stable=args.stable,
                                  tolerance=args.tolerance)
         print(f"{label}: {len(members)} runs -> {out}\n{text}")
+    if len(without) == len(sweeps):
+        raise ConfigError(f"no instability records in {', '.join(args.paths)}: run "
+                          "experiments.instability on the runs first (or "
+                          "analysis.instability=true)")
+    for label in without:
+        print(f"{label}: no instability records, skipped (experiments.instability adds them)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -91,30 +91,52 @@ def layers(runs: list[Run]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(rows_: list[dict[str, Any]], out: Path) -> None:
+def _band(values: list[float]) -> tuple[float, float, float]:
+    """(mean, mean - std, mean + std) in percent; no band for one value."""
+    mean = statistics.mean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return 100 * mean, 100 * (mean - std), 100 * (mean + std)
+
+
+def plot(rows_: list[dict[str, Any]], out: Path, dense: list[float] | None = None) -> None:
+    """Two panels, the methods' tickets and their layer-wise shuffles, each mean ± sample std
+    over seeds, with the dense network's mean as a line."""
     import matplotlib
     import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, m in enumerate(sorted({r["method"] for r in rows_})):
-        pts = sorted((r for r in rows_ if r["method"] == m), key=lambda r: -r["density"])
-        xs = [100 * r["density"] for r in pts]
-        for series, style, label in (("ticket", "-", m), ("random_prune", ":", None)):
-            ys = [100 * statistics.mean(r[series].values()) if r.get(series) else float("nan")
-                  for r in pts]
-            ax.plot(xs, ys, style, marker="o", color=f"C{i}", label=label, markersize=4)
-    ax.set_xscale("log")
-    ticks = sorted({100 * r["density"] for r in rows_})
-    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
-    ax.invert_xaxis()
-    ax.set_xlabel("weights remaining (%)")
-    ax.set_ylabel("final test accuracy (%)")
-    ax.set_title("ticket (solid) and layer-wise shuffle (dotted), mean over seeds")
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    seeds = max((len(r["ticket"]) for r in rows_ if r.get("ticket")), default=0)
+    for ax, series, name in zip(axes, ("ticket", "random_prune"),
+                                ("ticket of each method", "its layer-wise shuffle "
+                                 "(random_prune)")):
+        for i, m in enumerate(sorted({r["method"] for r in rows_})):
+            pts = [r for r in sorted((r for r in rows_ if r["method"] == m),
+                                     key=lambda r: -r["density"]) if r.get(series)]
+            if not pts:
+                continue
+            xs = [100 * r["density"] for r in pts]
+            bands = [_band(list(r[series].values())) for r in pts]
+            ax.plot(xs, [b[0] for b in bands], marker="o", color=f"C{i}", label=m,
+                    markersize=4)
+            ax.fill_between(xs, [b[1] for b in bands], [b[2] for b in bands], color=f"C{i}",
+                            alpha=0.15, linewidth=0)
+        if dense:
+            ax.axhline(100 * statistics.mean(dense), color="grey", linestyle="-.",
+                       linewidth=1, label="dense (round 0)")
+        ax.set_xscale("log")
+        ticks = sorted({100 * r["density"] for r in rows_})
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.invert_xaxis()
+        ax.set_xlabel("weights remaining (%)")
+        ax.set_title(name, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("final test accuracy (%)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"pruning methods: mean ± sample std over {seeds} seeds", fontsize=10)
     fig.tight_layout()
     for ext in ("png", "pdf"):
         fig.savefig(out / f"accuracy.{ext}", dpi=120)
@@ -144,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     rs = rows(runs)
     (out / "table.md").write_text(table(rs))
     (out / "layers.md").write_text(layers(runs))
-    plot(rs, out)
+    plot(rs, out, [r.rounds[0]["test_acc"] for r in runs
+                   if r.rounds and r.rounds[0]["round"] == 0 and r.rounds[0]["density"] == 1.0])
     print(table(rs))
     print(layers(runs))
     return 0

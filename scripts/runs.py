@@ -1,10 +1,12 @@
 """A readable index of stored runs.
 
-    python -m scripts.runs [output_root] [--where key=value ...] [--json]
+    python -m scripts.runs [output_root] [--where key=value ...] [--wide] [--json]
 
-One line per run directory under output_root (default: runs): name, hash, only the config keys
-whose values differ among the listed runs, rounds complete / planned, branches (controls, ...),
-the lowest density reached, dense and best-ticket final test accuracy, the lth version. It reads
+One line per run directory under output_root (default: runs), at most 100 columns: name, hash,
+rounds complete / planned, branches (controls by name, other kinds such as instability), the
+lowest density reached, dense and best-ticket final test accuracy, then the config keys whose
+values differ among the listed runs as key=value (clipped; --wide: one column each, and the
+lth version). It reads
 config.yaml, metrics.jsonl, controls.jsonl and run.json only. ``--where`` keeps the runs whose
 dotted config key has that value (e.g. ``--where seed=0 --where prune.strategy=random``).
 """
@@ -28,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
                         help="keep runs whose config has KEY=VALUE (repeatable, all must hold)")
     parser.add_argument("--json", action="store_true", help="one JSON list instead of a table")
+    parser.add_argument("--wide", action="store_true",
+                        help="every differing key in its own column, and the lth version "
+                             "(default: lines clipped to 100 columns, keys as key=value)")
     return parser.parse_args(argv)
 
 
@@ -44,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     elif not entries:
         print(f"no run under {args.output_root} matches {' '.join(args.where)}")
     else:
-        print(format_table(entries, keys))
+        print(format_table(entries, keys, width=None if args.wide else 100))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -67,8 +68,10 @@ def test_cli_writes_one_record_per_round(first_run) -> None:
     info = json.loads((directory / "run.json").read_text())
     assert info["hash"] == directory.name and "torch" in info["versions"]
     # The table: a header and a line per round, ending with the run directory.
-    table = [ln for ln in result.stdout.splitlines() if ln.strip()[:1].isdigit()]
-    assert len(table) == 3 and "round" in result.stdout.splitlines()[0]
+    table = [ln for ln in result.stdout.splitlines() if re.match(r"\s+\d+\s+\d+\.\d+%", ln)]
+    lines = result.stdout.splitlines()
+    assert len(table) == 3 and lines[0].startswith("threads: ") and "round" in lines[1]
+    assert "summary (seed 0; final test accuracy, test_acc):" in lines
 
 
 def test_wandb_run_holds_the_same_numbers(first_run) -> None:

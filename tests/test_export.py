@@ -114,6 +114,7 @@ def test_sparse_export_round_trips_the_stored_ticket(channel_run: Path) -> None:
     assert all(torch.equal(state[n], final[n]) for n in final)
     assert all(torch.equal(mask[n], m) for n, m in store.load_tensors(store.mask_path(1)).items())
     assert report["size_ratio"] < 0.5
+    assert Path(report["report"]).name == "sparse_report.json"  # the ONNX report.json is kept
 
 
 def test_residual_network_exports_and_matches_pytorch(tmp_path: Path) -> None:

@@ -20,5 +20,8 @@ def test_first_run_on_a_machine_prints_only_the_table(tmp_path) -> None:
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "no-cache-yet").is_dir(), "the test must start without a font cache"
     lines = out.stdout.splitlines()
-    assert lines[0].split()[:3] == ["round", "density", "test"], lines[:3]
-    assert lines[-1].startswith("run directory: ") and len(lines) == 3, lines
+    assert lines[0].startswith("threads: ") and lines[2].split()[0] == "0", lines[:3]
+    assert lines[1].split()[:3] == ["round", "density", "test"], lines[:3]
+    # then the summary (dense, the next commands), nothing logged in between
+    assert lines[3].startswith("summary (seed 0") and lines[-5] == "next:", lines
+    assert lines[-1].startswith("run directory: ") and len(lines) == 10, lines

@@ -67,3 +67,21 @@ def test_each_entry_point_says_what_it_does_and_where_the_docs_are(
         if link.startswith("docs/"):
             assert (ROOT / link.split("#")[0].rstrip(".")).is_file(), link
     assert "== Composed config" in text and "\nname: " in text or "run_dir: " in text
+
+
+def test_help_lists_every_control_and_strategy_of_the_registries(lottery_help: str) -> None:
+    from lth.lottery.controls import CONTROLS
+    from lth.pruning.registry import STRATEGIES
+
+    control = help_text("control")
+    for name in CONTROLS:
+        assert name in lottery_help.split("== Config groups")[0], name
+        assert name in control.split("== Config groups")[0], name
+    keys = lottery_help.split("== Config groups")[0]
+    assert [s for s in STRATEGIES if s not in keys] == []
+
+
+def test_replicas_help_says_what_it_does() -> None:
+    text = help_text("replicas")
+    assert text.startswith("python -m experiments.replicas ")
+    assert "replicas=" in text and "group_branches" in text and "docs/performance.md" in text

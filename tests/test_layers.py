@@ -18,7 +18,7 @@ LAYERS = [
     {"lth.train"},
     {"lth.measure", "lth.tracking", "lth.store"},
     {"lth.lottery"},
-    {"lth.export", "lth.analysis"},
+    {"lth.export", "lth.analysis", "lth.tickets"},
 ]
 
 

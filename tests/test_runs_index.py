@@ -85,7 +85,7 @@ def test_lists_exactly_the_differing_keys(store: Path) -> None:
     assert first["dense_acc"] == 0.6 and first["ticket_acc"] == 0.62
     assert first["min_density"] == pytest.approx(0.64) and first["lth"] == "0.1.0"
     assert rows[2]["ticket_acc"] is None  # only the dense round is stored
-    table = _stdout(str(store)).splitlines()
+    table = _stdout(str(store), "--wide").splitlines()
     assert table[0].split()[:4] == ["name", "hash", "prune.fraction", "seed"]
     line = {h: next(ln for ln in table if h in ln) for h in (A, C)}
     assert len(table) == 4 and "1/3" in line[C] and "random_reinit" in line[A]
@@ -141,3 +141,19 @@ def test_a_damaged_run_is_named_not_skipped(store: Path, damage: str, capsys) ->
     assert out == "" and err.count("\n") == 1 and err.startswith(f"error: {config} ")
     assert {"edited": f"hashes to {run_hash(merged(seed=2))}, not to its directory's name",
             "no_config": "is missing: restore it"}[damage] in err
+
+
+def test_lines_fit_100_columns_and_show_every_branch(store: Path) -> None:
+    # a run with many keys of its own (a student run shares the root) and instability copies
+    wide = {**merged(name="distill"), "train": {f"k{i}": "x" * 12 for i in range(30)}}
+    path = store_run(store, wide, [0.5, 0.55], ("random_prune",))
+    (path / "round_1" / "instability" / "copy_a").mkdir(parents=True)
+    table = _stdout(str(store)).splitlines()
+    assert max(map(len, table)) <= 100
+    assert table[0].split()[:3] == ["name", "hash", "rounds"] and table[0].endswith("keys")
+    row = next(ln for ln in table if path.name in ln)
+    assert "instability,random_prune" in row and "2/3" in row
+    wide_table = _stdout(str(store), "--wide").splitlines()
+    assert max(map(len, wide_table)) > 300 and "train.k29" in wide_table[0]
+    mine = next(r for r in run_json(str(store)) if r["hash"] == path.name)
+    assert mine["branches"] == ["instability", "random_prune"]

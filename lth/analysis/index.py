@@ -89,8 +89,10 @@ def read_entry(path: Path) -> RunEntry:
     store.check_name(cfg)
     records, controls, info = store.read_metrics(), store.read_controls(), store.read_info()
     accs = [r["test_acc"] for r in records if "test_acc" in r]
+    # controls by name, other branches (instability copies, ...) by kind
     branches = {str(c.get("control")) for c in controls}
-    branches |= {p.name for p in path.glob("round_*/*/*") if p.is_dir()}
+    branches |= {p.parent.name for p in path.glob("round_*/*/*")
+                 if p.is_dir() and p.parent.name != "controls"}
     return RunEntry(
         path=path, name=str(cfg.get("name") or path.parent.name), hash=path.name,
         config={**flatten(cfg), **kernel_columns(info)}, done=len(records),
@@ -191,14 +193,34 @@ def as_row(entry: RunEntry, keys: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def format_table(entries: Sequence[RunEntry], keys: Sequence[str]) -> str:
-    """An aligned text table, one line per run, with a header."""
-    header = ["name", "hash", *keys, "rounds", "branches", "min density", "dense acc",
-              "ticket acc", "lth"]
-    lines = [[e.name, e.hash, *(_show(e.config.get(k, "-")) for k in keys),
-              f"{e.done}/{e.planned}", ",".join(e.branches) or "-",
-              _pct(e.min_density), _pct(e.dense_acc), _pct(e.ticket_acc), e.version or "-"]
-             for e in entries]
-    widths = [max(len(str(row[i])) for row in [header, *lines]) for i in range(len(header))]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-                     for row in [header, *lines])
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:max(width - 1, 0)] + "…"
+
+
+def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def format_table(entries: Sequence[RunEntry], keys: Sequence[str], width: int | None = 100
+                 ) -> str:
+    """An aligned text table, one line per run, with a header. With ``width`` (columns) the
+    differing keys share one last column as ``key=value`` and every line is clipped to
+    ``width`` ("…" marks a cut); ``width=None`` gives every key its own column, and the lth
+    version."""
+    fixed = [[e.name, e.hash, f"{e.done}/{e.planned}", ",".join(e.branches) or "-",
+              _pct(e.min_density), _pct(e.dense_acc), _pct(e.ticket_acc)] for e in entries]
+    head = ["name", "hash", "rounds", "branches", "min density", "dense acc", "ticket acc"]
+    if width is None:
+        rows = [head[:2] + list(keys) + head[2:] + ["lth"]]
+        rows += [f[:2] + [_show(e.config.get(k, "-")) for k in keys] + f[2:] + [e.version or "-"]
+                 for f, e in zip(fixed, entries)]
+        return "\n".join(_aligned(rows))
+    short = [[_clip(f[0], 18), *f[1:3], *f[4:], _clip(f[3], 32)] for f in fixed]
+    lines = _aligned([["name", "hash", "rounds", "density", "dense", "ticket", "branches"],
+                      *short])
+    if keys:
+        differ = [" ".join(f"{k}={_show(e.config.get(k, '-'))}" for k in keys) for e in entries]
+        pad = max(map(len, lines))
+        lines = [f"{ln.ljust(pad)}  {d}" for ln, d in zip(lines, ["keys", *differ])]
+    return "\n".join(_clip(ln, width).rstrip() for ln in lines)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lth.analysis.plots import _pyplot, _save
+from lth.analysis.plots import _pyplot, _save, percent_axis
 from lth.analysis.runs import Run
 from lth.analysis.stats import band
 from lth.errors import ConfigError
@@ -123,12 +123,14 @@ def figures(rows: list[InstabilityRow], label: str, out: Path, stable: float) ->
     right.set_xscale("log")
     right.invert_xaxis()
     right.set_xlabel("weights remaining (%)")
+    percent_axis(right.xaxis)
     for ax in (left, right):
         ax.axhline(stable, color="grey", linestyle=":", linewidth=1)
-        ax.set_ylabel("test error barrier (pp)")
+        ax.set_ylabel("test error barrier (percentage points)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{label}: instability")
+    fig.suptitle(f"{label.rsplit('-', 1)[0]}: instability (linear mode connectivity) of the "
+                 "ticket's two copies")
     paths = _save(fig, out, "instability")
     plt.close(fig)
     return paths

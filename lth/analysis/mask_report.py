@@ -85,7 +85,7 @@ def markdown(rows: Sequence[OverlapRow], label: str, band_text: str,
 def figure(rows: Sequence[OverlapRow], label: str, out: Path) -> list[Path]:
     """Overall Jaccard overlap against weights remaining: each comparison (mean and band)
     beside its chance level."""
-    from lth.analysis.plots import _pyplot, _save
+    from lth.analysis.plots import _pyplot, _save, percent_axis
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -98,13 +98,16 @@ def figure(rows: Sequence[OverlapRow], label: str, out: Path) -> list[Path]:
         ax.plot(x, [r.jaccard[0] for r in sel], marker="o", color=f"C{j}", label=comparison)
         ax.fill_between(x, [r.jaccard[1] for r in sel], [r.jaccard[2] for r in sel],
                         color=f"C{j}", alpha=0.2, linewidth=0)
-        ax.plot(x, [r.chance_jaccard for r in sel], color=f"C{j}", linestyle=":",
-                label=f"{comparison}: chance")
+        # drawn over the data (black, dashed), so a comparison at chance does not hide it
+        ax.plot(x, [r.chance_jaccard for r in sel], color="black", linestyle=(0, (4, 3)),
+                linewidth=1.2, zorder=5, marker="x" if j else None, markersize=5,
+                label=f"chance for {comparison} (random masks, same layer densities)")
     ax.set_xscale("log")
     ax.invert_xaxis()
+    percent_axis(ax.xaxis)
     ax.set_xlabel("weights remaining (%)")
-    ax.set_ylabel("Jaccard overlap of kept weights")
-    ax.set_title(f"{label}: mask overlap")
+    ax.set_ylabel("Jaccard overlap of kept weights (0-1)")
+    ax.set_title(f"{label.rsplit('-', 1)[0]}: mask overlap", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     paths = _save(fig, out, "masks")

@@ -22,6 +22,35 @@ STYLE = {TICKET: dict(color="C0", marker="o", linestyle="-"),
          "oneshot": dict(color="C1", marker="D", linestyle="-.")}
 
 
+METRIC_LABELS = {"test_acc": "final test accuracy (%)",
+                 "early_stop_test_acc": "test accuracy at early stop (%)",
+                 "best_test_acc": "best test accuracy, test-selected (%)",
+                 "val_acc": "final validation accuracy (%)",
+                 "supermask_test_acc": "supermask test accuracy (%)"}
+
+
+def metric_label(metric: str) -> str:
+    """A metric's axis label in words, with its unit."""
+    return METRIC_LABELS.get(metric, metric + (" (%)" if metric.endswith("acc") else ""))
+
+
+def title(label: str, seeds: Sequence[int], band: str) -> str:
+    """``<name>: mean ± sample std over 5 seeds`` (a group label is ``<name>-<8 hex>``)."""
+    name = label.rsplit("-", 1)[0] if label[-9:-8] == "-" else label
+    if len(seeds) == 1:
+        return f"{name}: one seed ({seeds[0]})"
+    return f"{name}: mean {BAND_TEXT[band]} over {len(seeds)} seeds"
+
+
+def percent_axis(axis: Any) -> None:
+    """Plain numbers (100, 50, 8) on a log axis of percentages, not 10² or 9×10¹."""
+    from matplotlib.ticker import FuncFormatter
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25"
+                                           else ""))
+
+
 def _pyplot() -> Any:
     import matplotlib
 
@@ -79,11 +108,10 @@ def accuracy_figure(summary: Summary, out: Path, stem: str = "accuracy") -> list
     densities = [p.density for pts in summary.series.values() for p in pts]
     for ax in (left, right):
         _density_axis(ax, densities)
-    left.set_ylabel(f"{summary.metric}{' (%)' if scale == 100 else ''}")
-    right.set_ylabel("early-stop iteration")
+    left.set_ylabel(metric_label(summary.metric))
+    right.set_ylabel("early-stop iteration (iterations)")
     left.legend(fontsize=8)
-    fig.suptitle(f"{summary.label}: mean {BAND_TEXT[summary.band]}, seeds {summary.seeds}",
-                 fontsize=9)
+    fig.suptitle(title(summary.label, summary.seeds, summary.band), fontsize=9)
     fig.tight_layout()
     paths = _save(fig, out, stem)
     plt.close(fig)
@@ -103,17 +131,15 @@ def layer_density_figure(layers: dict[str, list[Point]], label: str, out: Path,
                  dict(color=f"C{i % 10}", marker="o"))
         _line(ax, points, [p.round for p in points], layer, 100.0, **style)
     ax.set_yscale("log")
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
+    from matplotlib.ticker import MaxNLocator
 
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25"
-                                               else ""))
+    percent_axis(ax.yaxis)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("round")
     ax.set_ylabel("layer density (%)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{label}: per-layer density of the ticket", fontsize=9)
+    ax.set_title(f"{label.rsplit('-', 1)[0]}: per-layer density of the ticket", fontsize=9)
     fig.tight_layout()
     paths = _save(fig, out, stem)
     plt.close(fig)

@@ -62,8 +62,11 @@ def _scale(metric: str) -> float:
 
 
 def _cell(point: Point | None, scale: float, pm: str) -> str:
+    """``mean ± spread``; the mean alone for one seed (no spread to show)."""
     if point is None:
         return "–"
+    if point.n == 1:
+        return f"{scale * point.mean:.2f}"
     return f"{scale * point.mean:.2f} {pm} {scale * point.spread:.2f}"
 
 
@@ -78,20 +81,56 @@ def _density(d: float) -> str:
     return f"{100 * d:.3g}"
 
 
+def _spans(rounds: list[int]) -> str:
+    """``[2, 3, 4, 7]`` -> ``rounds 2-4, 7``."""
+    parts: list[str] = []
+    for k in rounds:
+        if parts and parts[-1].split("-")[-1] == str(k - 1):
+            parts[-1] = f"{parts[-1].split('-')[0]}-{k}"
+        else:
+            parts.append(str(k))
+    return ("round " if len(rounds) == 1 else "rounds ") + ", ".join(parts)
+
+
+def verdict(points: list[Point], dense: float, tolerance: float, scale: float) -> str:
+    """Where a series is above dense (by more than ``tolerance``), within it, and below it,
+    over its pruned rounds; and the lowest density matching dense in every round above it."""
+    unit = " pp" if scale == 100 else ""
+    groups: dict[str, list[Point]] = {"above": [], "within": [], "below": []}
+    for p in points:
+        d = p.mean - dense
+        groups["above" if d > tolerance else "below" if d < -tolerance else "within"].append(p)
+    text = []
+    for kind, pts in groups.items():
+        if not pts:
+            continue
+        gaps = [scale * (p.mean - dense) for p in pts]
+        how = {"above": f"by up to {max(gaps):.1f}{unit}",
+               "within": f"within {scale * tolerance:g}{unit}",
+               "below": f"by up to {-min(gaps):.1f}{unit}"}[kind]
+        text.append(f"{kind} dense in {_spans([p.round for p in pts])} ({how})")
+    last = lowest_matching(points, dense, tolerance)
+    tail = ("already below dense at its first pruned round" if last is None else
+            f"at or above dense − {scale * tolerance:g}{unit} in every round down to "
+            f"{_density(last.density)}% of the weights (round {last.round})")
+    return "; ".join(text) + f"; {tail}." if text else "no pruned rounds."
+
+
 def matching_text(summary: Summary) -> list[str]:
-    """One sentence per series: the lowest density still matching the dense network."""
+    """One sentence per series: the rounds above, within and below dense, and the lowest
+    density down to which every round matches it."""
     dense, scale = summary.dense, _scale(summary.metric)
     if dense is None:
         return ["No dense round 0 in these runs: matching is not defined."]
     unit = " pp" if scale == 100 else ""
     lines = [f"Dense (round 0): {_cell(dense, scale, '±')} ({summary.metric}, n={dense.n}). "
-             f"A round matches dense if its mean is at least dense − "
-             f"{scale * summary.tolerance:g}{unit}; the lowest matching density is the last one "
-             "before the first round that does not match."]
-    for s, p in summary.matching.items():
-        lines.append(f"- {s}: " + ("does not match dense at any pruned round." if p is None else
-                                   f"matches dense down to {_density(p.density)}% of weights "
-                                   f"remaining (round {p.round})."))
+             f"A round matches dense if its mean is within {scale * summary.tolerance:g}{unit} "
+             "of it; above and below are beyond that."]
+    for s in summary.matching:
+        pts = [p for p in summary.series[s] if p.round >= 1]
+        n = sorted({p.n for p in pts})
+        seeds = f"n={n[0]}" if len(n) == 1 else f"n={n[0]}-{n[-1]}" if n else "n=0"
+        lines.append(f"- {s} ({seeds}): {verdict(pts, dense.mean, summary.tolerance, scale)}")
     return lines
 
 
@@ -106,7 +145,9 @@ def markdown_table(summary: Summary) -> str:
         lines.append("| " + " | ".join([str(k), _density(d), str(n),
                                         *(_cell(p, scale, "±") for p in pts)]) + " |")
     note = (f"{summary.metric}{' (%)' if scale == 100 else ''}, mean "
-            f"{BAND_TEXT[summary.band]} over seeds {summary.seeds}.")
+            f"{BAND_TEXT[summary.band]} over seeds {summary.seeds}." if len(summary.seeds) > 1
+            else f"{summary.metric}{' (%)' if scale == 100 else ''}, one seed "
+            f"({summary.seeds[0]}): no spread to show.")
     return "\n".join([*lines, "", note, "", *matching_text(summary), "",
                       *paired_table(summary)]) + "\n"
 
@@ -168,3 +209,19 @@ def summary_csv(summary: Summary) -> str:
 def summary_json(summary: Summary) -> str:
     """The Summary as JSON (points with their per-seed values)."""
     return json.dumps(asdict(summary), indent=1) + "\n"
+
+
+def summary_from_json(text: str) -> Summary:
+    """The Summary that ``summary_json`` wrote (to redraw committed results without runs)."""
+    data = json.loads(text)
+
+    def points(items: list[dict]) -> list[Point]:
+        return [Point(**{**p, "values": tuple(p["values"]), "seeds": tuple(p["seeds"])})
+                for p in items]
+
+    return Summary(data["label"], data["seeds"], data["metric"], data["band"],
+                   data["tolerance"], {s: points(v) for s, v in data["series"].items()},
+                   {s: points(v) for s, v in data["early_stop"].items()},
+                   {s: (Point(**{**p, "values": tuple(p["values"]),
+                                 "seeds": tuple(p["seeds"])}) if p else None)
+                    for s, p in data.get("matching", {}).items()})

@@ -18,6 +18,17 @@ DATASETS: tuple[str, ...] = (
     "cifar100",
 )
 
+# Each dataset's sample shape and class count, for building a stored run's model without
+# loading its data (lth.tickets); tests/test_tickets.py checks them against the loaders.
+SHAPES: dict[str, tuple[tuple[int, ...], int]] = {
+    "mnist1d": ((1, 40), 10),
+    "digits": ((1, 8, 8), 10),
+    "mnist": ((1, 28, 28), 10),
+    "fashion_mnist": ((1, 28, 28), 10),
+    "cifar10": ((3, 32, 32), 10),
+    "cifar100": ((3, 32, 32), 100),
+}
+
 
 def load_dataset(
     name: str,

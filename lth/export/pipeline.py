@@ -5,8 +5,10 @@ Files of ``<out_dir>`` (default ``<run_dir>/export/round_<k>/``)::
     model.onnx        fp32 ONNX (channels physically removed when structured)
     model.int8.onnx   static int8 QDQ ONNX (quantize=int8)
     ticket.sparse.pt  compressed sparse checkpoint (format=sparse)
-    report.json       sizes, costs (MACs as metrics.jsonl counts them), accuracies,
-                      PyTorch-vs-ORT difference
+    report.json       format=onnx: sizes, costs (MACs as metrics.jsonl counts them),
+                      accuracies, PyTorch-vs-ORT difference
+    sparse_report.json  format=sparse: the sparse file's size against a dense one
+(one report per format, so exporting both formats into one folder keeps both)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ FORMATS = ("onnx", "sparse")
 QUANTIZATIONS = (None, "int8")
 ONNX_FILE, INT8_FILE, SPARSE_FILE, REPORT_FILE = (
     "model.onnx", "model.int8.onnx", "ticket.sparse.pt", "report.json")
+REPORT_FILES = {"onnx": REPORT_FILE, "sparse": "sparse_report.json"}  # by format
 
 
 def check_options(fmt: str, quantize: str | None, structured: bool | None) -> None:
@@ -161,6 +164,7 @@ def export_onnx_round(model: nn.Module, mask: Mask, data: Dataset, out_dir: Path
     return report
 
 
-def write_report(out_dir: Path, report: dict[str, Any]) -> Path:
-    """``report.json`` in ``out_dir`` (sorted keys, indented)."""
-    return write_text(out_dir / REPORT_FILE, json.dumps(report, indent=2, sort_keys=True))
+def write_report(out_dir: Path, report: dict[str, Any], fmt: str = "onnx") -> Path:
+    """The report of format ``fmt`` in ``out_dir`` (``REPORT_FILES``; sorted keys,
+    indented)."""
+    return write_text(out_dir / REPORT_FILES[fmt], json.dumps(report, indent=2, sort_keys=True))

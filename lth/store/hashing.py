@@ -16,9 +16,10 @@ from typing import Any
 # Keys that change where or how a run is logged, not what it computes: not hashed.
 # ``replicas`` trains seeds side by side and ``group_branches`` a round's ticket and controls;
 # each seed's run is the run of that seed alone.
-# ``deterministic`` (like ``device``) chooses kernels, not what is computed.
+# ``deterministic`` (like ``device``) chooses kernels, not what is computed; ``threads`` how
+# many cores compute it.
 NON_SEMANTIC_KEYS = frozenset({"name", "output_root", "wandb", "progress", "device", "hydra",
-                               "replicas", "group_branches", "deterministic"})
+                               "replicas", "group_branches", "deterministic", "threads"})
 # Nested keys that do not change the result of any stored round: ``prune.rounds`` only says
 # how far to go, so raising it extends an existing run instead of starting a new one; where
 # the data files lie does not change the data; resuming from a checkpoint is bit-identical;
