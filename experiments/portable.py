@@ -41,4 +41,8 @@ def check_portable(cfg: DictConfig) -> None:
         raise ConfigError("reproducible=portable needs the kernels pinned before torch loads: "
                           "run it through the experiments' entry points (or call "
                           "lth.kernels.pin_portable() before importing torch)")
+    threads = str(OmegaConf.select(cfg, "threads", default="auto"))
+    if threads not in ("auto", "1"):
+        raise ConfigError(f"reproducible=portable trains on one thread, and threads={threads} "
+                          "asks for more: drop the threads override (or set threads=1)")
     check_pinned()

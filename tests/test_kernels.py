@@ -192,3 +192,17 @@ def test_committed_portable_numbers_are_complete() -> None:
         assert {(k, "ticket"), (k, "random_prune"), (k, "random_reinit")} <= kinds
     assert committed["kernels"]["threads"] == 1
     assert committed["kernels"]["env"]["ATEN_CPU_CAPABILITY"] == "avx2"
+
+
+def test_portable_refuses_more_than_one_thread(monkeypatch) -> None:
+    """Portable bits are one thread's: an explicit other count is one ConfigError, at once."""
+    from omegaconf import OmegaConf
+
+    from experiments.portable import check_portable
+    from lth.errors import ConfigError
+
+    for k, v in PORTABLE_ENV.items():
+        monkeypatch.setenv(k, v)
+    cfg = OmegaConf.create({"reproducible": "portable", "threads": 2})
+    with pytest.raises(ConfigError, match="threads=2 asks for more"):
+        check_portable(cfg)
