@@ -125,10 +125,10 @@ def test_transport_branches_train_beside_b_and_are_skipped_when_stored(runs, tmp
     b = lottery(copied(runs, tmp_path), 1)
     a = other(runs["a"])
     match = MatchOptions()
-    pairs = pending_transport(b, a, [1], VARIANTS, match)
+    pairs = pending_transport(b.store, a, [1], VARIANTS, match)
     assert pairs == [(1, v) for v in VARIANTS]
     records = {v: run_transport(b, a, 1, v, match) for _, v in pairs}
-    assert pending_transport(b, a, [1], VARIANTS, match) == []
+    assert pending_transport(b.store, a, [1], VARIANTS, match) == []
     ticket = b.store.read_metrics()[1]
     own = b.store.load_tensors(b.store.mask_path(1))
     for v, r in records.items():
@@ -146,12 +146,12 @@ def test_keys_change_with_the_source_run_the_round_and_the_method(runs, tmp_path
     b = lottery(copied(runs, tmp_path), 1)
     a, c = other(runs["a"]), OtherRun(RunStore(tmp_path / "elsewhere" / "0123456789ab"), "x/y")
     m = MatchOptions()
-    keys = {transport_key(a, b, 1, m), transport_key(a, b, 2, m), transport_key(c, b, 1, m),
-            transport_key(a, b, 1, MatchOptions(max_iter=3)), transport_key(a, b, 1, m)}
+    keys = {transport_key(a, b.store, 1, m), transport_key(a, b.store, 2, m), transport_key(c, b.store, 1, m),
+            transport_key(a, b.store, 1, MatchOptions(max_iter=3)), transport_key(a, b.store, 1, m)}
     assert len(keys) == 4
     opts = BarrierOptions()
-    assert len({barrier_key(a, b, 0, opts), barrier_key(a, b, 1, opts),
-                barrier_key(c, b, 0, opts)}) == 3
+    assert len({barrier_key(a, b.store, 0, opts), barrier_key(a, b.store, 1, opts),
+                barrier_key(c, b.store, 0, opts)}) == 3
 
 
 def test_both_completed_names_the_run_lacking_a_round(runs) -> None:

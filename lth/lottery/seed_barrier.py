@@ -23,6 +23,7 @@ from lth.lottery.pairs import MatchOptions, OtherRun, pair_key, stored_perm
 from lth.measure.interpolate import alpha_grid, has_batchnorm
 from lth.permute import perm_spec, weight_matching
 from lth.permute.barrier import aligned_barrier
+from lth.store import RunStore
 
 KIND = "barrier"
 
@@ -42,19 +43,20 @@ class BarrierOptions:
             raise ConfigError(f"train_samples={self.train_samples} must be at least 1")
 
 
-def barrier_key(other: OtherRun, lottery: Lottery, k: int, options: BarrierOptions) -> str:
-    """What names the analysis: both runs' hashes, the round, the path and the matching."""
-    return pair_key({"kind": KIND, "run_a": other.hash, "run_b": lottery.store.root.name,
+def barrier_key(other: OtherRun, store: RunStore, k: int, options: BarrierOptions) -> str:
+    """What names the analysis of ``other`` against the run ``store``: both runs' hashes,
+    the round, the path and the matching."""
+    return pair_key({"kind": KIND, "run_a": other.hash, "run_b": store.root.name,
                      "round": k, "alpha_points": options.alpha_points,
                      "train_samples": options.train_samples, "bn_reset": options.bn_reset,
                      **options.match.fields()})
 
 
-def pending_barriers(other: OtherRun, lottery: Lottery, rounds: list[int],
+def pending_barriers(other: OtherRun, store: RunStore, rounds: list[int],
                      options: BarrierOptions) -> list[int]:
-    """The rounds whose barrier to ``other`` is not stored yet."""
-    done = {r["key"] for r in lottery.store.read_barriers()}
-    return [k for k in rounds if barrier_key(other, lottery, k, options) not in done]
+    """The rounds whose barrier to ``other`` is not stored in ``store`` yet."""
+    done = {r["key"] for r in store.read_barriers()}
+    return [k for k in rounds if barrier_key(other, store, k, options) not in done]
 
 
 def barrier_metrics(record: Record) -> dict:
@@ -68,7 +70,7 @@ def barrier_metrics(record: Record) -> dict:
 def run_barrier(lottery: Lottery, other: OtherRun, k: int, options: BarrierOptions) -> Record:
     """Align B's (``lottery``'s) round ``k`` to A's, evaluate both paths, store the record."""
     began, store = time.perf_counter(), lottery.store
-    key = barrier_key(other, lottery, k, options)
+    key = barrier_key(other, store, k, options)
     model = lottery.states.initial_model()
     a = lottery.states.load_state(model, other.store.final_path(k))
     b = lottery.states.load_state(model, store.final_path(k))

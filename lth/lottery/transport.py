@@ -32,6 +32,7 @@ from lth.lottery.pairs import MatchOptions, OtherRun, mask_overlap, pair_key, st
 from lth.lottery.seeds import derive_seed
 from lth.permute import Perm, apply_perm, perm_spec, weight_matching
 from lth.pruning import Mask, apply_mask, check_mask
+from lth.store import RunStore
 from lth.tracking.wandb_sink import round_metrics
 
 KIND = "transport"
@@ -49,16 +50,16 @@ def check_variants(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def check_rewind(lottery: Lottery) -> None:
+def check_retrain(retrain: str) -> None:
     """ConfigError unless B rewinds its weights (the transported mask starts from them)."""
-    if lottery.settings.retrain != "weight_rewind":
-        raise ConfigError(f"run_b retrains with {lottery.settings.retrain}: mask transport "
-                          "starts from B's rewind point; use a run with prune.retrain="
-                          "weight_rewind")
+    if retrain != "weight_rewind":
+        raise ConfigError(f"run_b retrains with {retrain}: mask transport starts from B's "
+                          "rewind point; use a run with prune.retrain=weight_rewind")
 
 
-def transport_key(other: OtherRun, lottery: Lottery, k: int, match: MatchOptions) -> str:
-    return pair_key({"kind": KIND, "run_a": other.hash, "run_b": lottery.store.root.name,
+def transport_key(other: OtherRun, store: RunStore, k: int, match: MatchOptions) -> str:
+    """What names the branches of ``other``'s round-``k`` mask in the run ``store``."""
+    return pair_key({"kind": KIND, "run_a": other.hash, "run_b": store.root.name,
                      "round": k, "matched_round": MATCHED_ROUND, **match.fields()})
 
 
@@ -90,7 +91,7 @@ def transport_start(lottery: Lottery, other: OtherRun, k: int, variant: str,
                     match: MatchOptions) -> RoundStart:
     """Variant ``variant`` of A's round-``k`` mask on B's start weights of round ``k``."""
     (variant,) = check_variants([variant])
-    check_rewind(lottery)
+    check_retrain(lottery.settings.retrain)
     began, states = time.perf_counter(), lottery.states
     model = states.initial_model()
     span = states.start_weights(k, model)
@@ -104,7 +105,7 @@ def transport_start(lottery: Lottery, other: OtherRun, k: int, variant: str,
     apply_mask(model, mask)
     own = states.load_mask(model, k)
     jaccard, chance = mask_overlap(mask, own)
-    key = transport_key(other, lottery, k, match)
+    key = transport_key(other, lottery.store, k, match)
     ticket = next(r for r in lottery.store.read_metrics() if r["round"] == k)
     fields = {"transport": variant, "transport_key": key, "run_a": other.identity,
               "run_a_hash": other.hash, "matched_round": MATCHED_ROUND, **match.fields(),
@@ -124,13 +125,13 @@ def transport_metrics(record: Record) -> dict:
                                          for key, value in round_metrics(rest).items()}}
 
 
-def pending_transport(lottery: Lottery, other: OtherRun, rounds: Iterable[int],
+def pending_transport(store: RunStore, other: OtherRun, rounds: Iterable[int],
                       variants: Iterable[str], match: MatchOptions) -> list[tuple[int, str]]:
-    """(round, variant) pairs not yet stored in B."""
+    """(round, variant) pairs not yet stored in B's ``store``."""
     done = {(r["round"], r["transport"], r["transport_key"])
-            for r in lottery.store.read_branches(KIND)}
+            for r in store.read_branches(KIND)}
     return [(k, v) for k in rounds for v in check_variants(variants)
-            if (k, v, transport_key(other, lottery, k, match)) not in done]
+            if (k, v, transport_key(other, store, k, match)) not in done]
 
 
 def run_transport(lottery: Lottery, other: OtherRun, k: int, variant: str,
