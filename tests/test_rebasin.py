@@ -146,8 +146,9 @@ def test_keys_change_with_the_source_run_the_round_and_the_method(runs, tmp_path
     b = lottery(copied(runs, tmp_path), 1)
     a, c = other(runs["a"]), OtherRun(RunStore(tmp_path / "elsewhere" / "0123456789ab"), "x/y")
     m = MatchOptions()
-    keys = {transport_key(a, b.store, 1, m), transport_key(a, b.store, 2, m), transport_key(c, b.store, 1, m),
-            transport_key(a, b.store, 1, MatchOptions(max_iter=3)), transport_key(a, b.store, 1, m)}
+    keys = {transport_key(a, b.store, 1, m), transport_key(a, b.store, 2, m),
+            transport_key(c, b.store, 1, m), transport_key(a, b.store, 1, MatchOptions(max_iter=3)),
+            transport_key(a, b.store, 1, m)}
     assert len(keys) == 4
     opts = BarrierOptions()
     assert len({barrier_key(a, b.store, 0, opts), barrier_key(a, b.store, 1, opts),
