@@ -132,6 +132,9 @@ class LotterySchema:
     prune: PruneSchema = field(default_factory=PruneSchema)
     analysis: AnalysisSchema = field(default_factory=AnalysisSchema)
     wandb: WandbSchema = field(default_factory=WandbSchema)
+    # a ticket transferred from another run (experiments.transfer): {source: <name>/<hash>,
+    # round, variant}; None for every other run (hash-neutral)
+    transfer: Any = None
 
 
 @dataclass
@@ -231,6 +234,20 @@ class TransportSchema:
     wandb_mode: str | None = "${oc.env:WANDB_MODE,null}"
 
 
+@dataclass
+class TransferSchema:
+    name: str = "transfer"            # experiment name: <output_root>/<name>/<hash>/
+    source: str | None = None         # the source: a run directory of experiments.lottery
+    round: int | None = None          # the source's round whose ticket is transferred
+    variant: str = "ticket"           # ticket | random_prune | random_reinit
+    seed: int = 0                     # data order, re-initialised output layer, random masks
+    output_root: str | None = None    # root of the run store (None: the source's)
+    device: str = "auto"              # auto | cpu | cuda | cuda:<i>
+    progress: bool = True             # progress bar during training
+    dataset: DatasetSchema = field(default_factory=DatasetSchema)  # the target dataset
+    wandb: WandbSchema = field(default_factory=WandbSchema)
+
+
 def strategies_help(indent: int = 0) -> str:
     """The ``${lth_strategies:<indent>}`` of the ``--help`` texts: every strategy of the
     registry (read only when Hydra renders the help; the registry imports no torch)."""
@@ -251,6 +268,7 @@ def register() -> None:
     cs.store(name="instability_schema", node=InstabilitySchema)
     cs.store(name="barrier_schema", node=BarrierSchema)
     cs.store(name="transport_schema", node=TransportSchema)
+    cs.store(name="transfer_schema", node=TransferSchema)
     # Not in the groups they type, so `--help` does not offer them as options: a group file
     # names its schema as ``- /<name>@_here_`` in its defaults list.
     cs.store(name="dataset_schema", node=DatasetSchema)

@@ -53,6 +53,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "analysis.supermask_constant": False,
     "prune.pool_bias": False,
     "prune.score_mode": "train",
+    "transfer": None,  # a ticket transferred from another run (experiments.transfer)
 }
 # Config nodes added after runs were stored: dropped from the hash when nothing of theirs is
 # left in it, so that adding the node never renames existing runs.
