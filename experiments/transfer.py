@@ -46,6 +46,9 @@ def run(cfg: DictConfig) -> Path:
     from lth.lottery.transfer import Source, carried, check_variant, output_layer, run_transfer
 
     check_variant(cfg.variant)
+    if OmegaConf.is_missing(cfg.dataset, "name"):
+        raise ConfigError("dataset is not set: pass dataset=<the target dataset> (a dataset= "
+                          "option of experiments.lottery, e.g. dataset=mnist1d)")
     if cfg.round is None:
         raise ConfigError("round is not set: pass round=<k>, a completed round of the source")
     source = open_run(cfg.source, key="source")

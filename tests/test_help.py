@@ -13,7 +13,7 @@ from tests.conftest import PYTHON, ROOT
 
 register()
 ENTRY_POINTS = ("lottery", "control", "export", "distill", "instability", "barrier",
-                "transport")
+                "transport", "transfer")
 
 
 def help_text(entry: str) -> str:

@@ -158,11 +158,12 @@ BAD = [
     (lambda a: [f"source={a}", "dataset=mnist1d"], "round is not set"),
     (lambda a: [f"source={a}", "round=1", "dataset=mnist1d", "variant=lucky"],
      "variant='lucky' is unknown"),
+    (lambda a: [f"source={a}", "round=1"], "dataset is not set: pass dataset="),
 ]
 
 
 @pytest.mark.parametrize("case", BAD, ids=["unknown run", "missing round", "input shape",
-                                           "no round", "unknown variant"])
+                                           "no round", "unknown variant", "no dataset"])
 def test_bad_sources_are_refused_and_write_nothing(mnist1d_runs, tmp_path, case) -> None:
     overrides, message = case
     a = mnist1d_runs["a"]
