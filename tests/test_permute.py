@@ -224,3 +224,33 @@ def test_missing_scipy_names_the_install_command(monkeypatch) -> None:
     spec = perm_spec(model)
     with pytest.raises(ConfigError, match=r'pip install -e "\.\[match\]"'):
         weight_matching(spec, model.state_dict(), model.state_dict())
+
+
+def sweeps_to_converge(spec, a, b) -> int:
+    from lth.permute.matching import seeded_order
+
+    count, order = [0], seeded_order(0)
+
+    def counted(sweep: int, n: int) -> list[int]:
+        count[0] = sweep + 1
+        return order(sweep, n)
+
+    weight_matching(spec, a, b, order=counted, max_iter=30)
+    return count[0]
+
+
+def test_the_residual_stream_converges_instead_of_cycling(monkeypatch, one_thread) -> None:
+    """A residual layer's stream permutation acts on both axes of its weight: the linearised
+    step is taken only when it raises the true objective. Without that check (patched out
+    here) the descent cycles until max_iter."""
+    import lth.permute.matching as matching
+
+    torch.manual_seed(0)
+    a = MLP((1, 40), 10, (200, 200), residual=True, init="pytorch").state_dict()
+    torch.manual_seed(1)
+    model = MLP((1, 40), 10, (200, 200), residual=True, init="pytorch")
+    spec = perm_spec(model)
+    assert matching.doubled(spec) == {"P_fc1"}
+    assert sweeps_to_converge(spec, a, model.state_dict()) < 30
+    monkeypatch.setattr(matching, "doubled", lambda spec: set())
+    assert sweeps_to_converge(spec, a, model.state_dict()) == 30

@@ -13,6 +13,12 @@ Differences from the reference, on purpose: the similarity matrices are summed i
 comes from a ``torch.Generator`` seeded with ``seed`` (the reference: JAX's PRNG), and the
 matched tensors are the parameters (weights, biases, BatchNorm affines), not BatchNorm's
 running statistics, as the reference matches its parameters and not its batch statistics.
+A group acting on two axes of one tensor (in the residual MLP, a residual layer's input and
+output are one stream) makes the objective quadratic in that group: its similarity matrix
+linearises it at the current permutation (both axes' terms summed), and the step is taken
+only when it raises the true objective, so the descent cannot cycle (the reference's specs
+never put one permutation on two axes of a tensor; without this check the residual MLP of
+the default experiment ran all 100 sweeps, ``scripts.bench_rebasin``).
 """
 
 from __future__ import annotations
@@ -62,6 +68,29 @@ def similarity(spec: PermSpec, perm: Perm, p: str, a: Mapping[str, torch.Tensor]
     return s
 
 
+def doubled(spec: PermSpec) -> set[str]:
+    """Groups that act on two axes of one tensor (a residual MLP layer's stream): there the
+    objective is quadratic in the group, not linear."""
+    out = set()
+    for ax in spec.axes.values():
+        used = [p for p in ax.perms if p is not None]
+        out |= {p for p in used if used.count(p) > 1}
+    return out
+
+
+def objective(spec: PermSpec, perm: Perm, p: str, a: Mapping[str, torch.Tensor],
+              b: Mapping[str, torch.Tensor]) -> float:
+    """``sum <W_A, W_B permuted>`` over the matched tensors group ``p`` touches (float64)."""
+    names = {name for name, _ in spec.perm_to_axes()[p] if spec.axes[name].match}
+    total = 0.0
+    for name in sorted(names):
+        ax = spec.axes[name]
+        w_a = a[name].reshape(ax.view) if ax.view is not None else a[name]
+        w_b = permuted_tensor(spec, perm, name, b[name])
+        total += float((w_a.detach().cpu().double() * w_b.detach().cpu().double()).sum())
+    return total
+
+
 def weight_matching(spec: PermSpec, a: Mapping[str, torch.Tensor],
                     b: Mapping[str, torch.Tensor], *, max_iter: int = 100, seed: int = 0,
                     order: Order | None = None, init: Perm | None = None) -> Perm:
@@ -73,7 +102,7 @@ def weight_matching(spec: PermSpec, a: Mapping[str, torch.Tensor],
     solve = linear_sum_assignment()
     order = order or seeded_order(seed)
     perm = {p: t.clone() for p, t in (init or identity(spec)).items()}
-    names = list(spec.sizes)
+    names, quadratic = list(spec.sizes), doubled(spec)
     for sweep in range(max_iter):
         progress = False
         for i in order(sweep, len(names)):
@@ -81,9 +110,15 @@ def weight_matching(spec: PermSpec, a: Mapping[str, torch.Tensor],
             s = similarity(spec, perm, p, a, b)
             rows, cols = solve(s.numpy(), maximize=True)
             new = torch.as_tensor(cols, dtype=torch.long)
-            rows_t = torch.arange(len(rows))
-            old_l, new_l = s[rows_t, perm[p]].sum(), s[rows_t, new].sum()
-            progress = progress or bool(new_l > old_l + 1e-12)
+            if p in quadratic:  # the linearised step may not improve: take it only if it does
+                old_l = objective(spec, perm, p, a, b)
+                new_l = objective(spec, {**perm, p: new}, p, a, b)
+                if new_l <= old_l + 1e-12:
+                    continue
+            else:
+                rows_t = torch.arange(len(rows))
+                old_l, new_l = float(s[rows_t, perm[p]].sum()), float(s[rows_t, new].sum())
+            progress = progress or new_l > old_l + 1e-12
             perm[p] = new
         if not progress:
             break
