@@ -21,7 +21,7 @@ from tests.test_config import CONF, compose_with
 
 TINY = ["experiment=mnist1d_mlp", "model.hidden=[24,24]", "train.duration=80it",
         "train.eval_every=0it", "prune.rounds=1", "dataset.num_samples=1200", "progress=false",
-        "prune.controls=[]", "wandb.mode=disabled"]
+        "prune.controls=[]", "wandb.mode=disabled", "train.checkpoint_every=40it"]
 
 
 def cli(tmp: Path, module: str, *args: str) -> subprocess.CompletedProcess:
@@ -194,3 +194,25 @@ def test_bad_sources_give_one_line_and_write_nothing(seeds, tmp_path, module, ca
     assert {run: files(run) for run in before} == before
     assert not (tmp_path / "nowhere").exists() and not list(tmp_path.glob("*.log"))
     assert not (b / "barrier.jsonl").exists() and not (b / "transport.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_a_transported_mask_killed_mid_training_resumes_bit_identically(seeds, done,
+                                                                        tmp_path) -> None:
+    from lth.lottery.pairs import MatchOptions, OtherRun
+    from lth.lottery.transport import branch_name, transport_key
+
+    a, b = pair(seeds, tmp_path)
+    key = transport_key(OtherRun(RunStore(a), ""), RunStore(b), 1, MatchOptions())
+    name = branch_name("permuted", key)
+    args = (f"run_a={a}", f"run_b={b}", "progress=false", "wandb_mode=disabled",
+            "variants=[permuted]")
+    killed = run_cli(tmp_path, "experiments.transport", *args, cwd=ROOT,
+                     env={"LTH_TEST_KILL_AT": f"checkpoint:1:40:transport:{name}"})
+    assert killed.returncode == -9, killed.stderr
+    assert RunStore(b).checkpoint_path(1, name, "transport").exists()
+    assert not RunStore(b).read_branches("transport")
+    resumed = cli(tmp_path, "experiments.transport", *args)
+    assert resumed.returncode == 0, resumed.stderr
+    final = f"round_1/transport/{name}/final.pt"
+    assert (b / final).read_bytes() == (done["b"] / final).read_bytes()
