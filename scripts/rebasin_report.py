@@ -26,6 +26,9 @@ def groups(root: Path) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = defaultdict(list)
     for config in sorted(root.glob("*/*/config.yaml")):
         run = open_run(config.parent, key=None)
+        if run.cfg.get("transfer") is not None:
+            out["transfer"].append(run)
+            continue
         hidden = run.cfg.model.get("hidden")
         label = run.cfg.name + (f" hidden={list(hidden)}" if hidden is not None else "")
         out[label].append(run)
@@ -127,7 +130,8 @@ def curves_figure(all_groups: dict[str, list[Any]], out: Path) -> None:
                     label=f"{label} ({when}, {len(paths)} pairs)")
     ax.set_xlabel("α (0: network B, 1: network A)")
     ax.set_ylabel("test error (%)")
-    ax.set_title("Dense networks of two seeds: straight path, before / after weight matching")
+    ax.set_title("Two seeds' dense networks: before (--) / after (—) weight matching",
+                 fontsize=10)
     ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(out / "barrier_curves.png", dpi=120)
@@ -140,26 +144,59 @@ def transport_figure(rows: list[dict], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if not rows:
+    labels = sorted({r["group"] for r in rows})
+    if not labels:
         return
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, axes = plt.subplots(1, len(labels), figsize=(5.2 * len(labels), 4.2), squeeze=False)
     names = {"ticket": "B's own ticket", "permuted": "A's mask permuted",
              "unpermuted": "A's mask unpermuted", "random": "random, same layer densities"}
-    for i, (key, label) in enumerate(names.items()):
-        have = [r for r in rows if r[key]]
-        xs = [100 * r["density"] for r in have]
-        ys = [100 * statistics.mean(r[key]) for r in have]
-        es = [100 * statistics.stdev(r[key]) if len(r[key]) > 1 else 0 for r in have]
-        ax.errorbar(xs, ys, yerr=es, marker="osv^"[i], capsize=3, label=label)
-    ax.set_xscale("log")
-    ax.invert_xaxis()
-    ax.set_xlabel("weights remaining (%)")
-    ax.set_ylabel("test accuracy (%), mean ± std over pairs")
-    ax.set_title(f"{rows[0]['group']}: masks trained from B's initialisation")
-    ax.legend(fontsize=7)
+    for ax, label in zip(axes[0], labels):
+        mine = [r for r in rows if r["group"] == label]
+        for i, (key, name) in enumerate(names.items()):
+            have = [r for r in mine if r[key]]
+            xs = [100 * r["density"] + (i - 1.5) * 0.4 for r in have]  # side by side
+            ys = [100 * statistics.mean(r[key]) for r in have]
+            es = [100 * statistics.stdev(r[key]) if len(r[key]) > 1 else 0 for r in have]
+            ax.errorbar(xs, ys, yerr=es, marker="osv^"[i], capsize=3, linestyle="none",
+                        label=name)
+        ax.set_xticks([100 * r["density"] for r in mine])
+        ax.invert_xaxis()
+        ax.set_xlabel("weights remaining (%)")
+        ax.set_ylabel("test accuracy (%), mean ± std over pairs")
+        ax.set_title(f"{label}: masks from B's init", fontsize=9)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out / "transport.png", dpi=120)
     plt.close(fig)
+
+
+def transfer_table(all_groups: dict[str, list[Any]]) -> str:
+    """Transferred tickets by source round and variant, beside the target's dense network."""
+    rows: dict[int, dict[str, Any]] = defaultdict(dict)
+    dense = []
+    for label, runs in all_groups.items():
+        for run in runs:
+            for r in run.store.read_metrics():
+                if run.cfg.get("transfer") is not None:
+                    row = rows[r["source_round"]]
+                    row[r["transfer"]] = r["test_acc"]
+                    row.update(density=r["density"], source=r["source_test_acc"],
+                               reinit=r["output_reinitialised"])
+                elif label.startswith("transfer_target_dense"):
+                    dense.append(r["test_acc"])
+    if not rows:
+        return ""
+    lines = ["## Ticket transfer (test accuracy % on the target)", "",
+             f"The target's own dense network: {100 * statistics.mean(dense):.2f}%." if dense
+             else "", "",
+             "| source round | density | on the source | ticket | random_prune | "
+             "random_reinit | output layer re-initialised |", "|---|---|---|---|---|---|---|"]
+    for k, r in sorted(rows.items()):
+        cells = " | ".join(f"{100 * r[v]:.2f}" if v in r else "—"
+                           for v in ("ticket", "random_prune", "random_reinit"))
+        lines.append(f"| {k} | {100 * r['density']:.1f}% | {100 * r['source']:.2f} | {cells} | "
+                     f"{r['reinit']} |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -171,7 +208,8 @@ def main() -> None:
     barriers = [r for label, runs in all_groups.items() for r in barrier_rows(label, runs)]
     transports = [r for label, runs in all_groups.items() for r in transport_rows(label, runs)]
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "tables.md").write_text(tables(barriers, transports))
+    (args.out / "tables.md").write_text(tables(barriers, transports) + "\n"
+                                        + transfer_table(all_groups))
     (args.out / "summary.json").write_text(json.dumps(
         {"barriers": barriers, "transport": transports}, indent=1) + "\n")
     curves_figure(all_groups, args.out)

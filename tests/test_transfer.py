@@ -69,15 +69,21 @@ def test_the_same_class_count_carries_the_whole_ticket(source, tmp_path) -> None
 
 
 def test_variants_keep_the_layer_densities_and_train(source, tmp_path, one_thread) -> None:
-    densities = {}
+    densities, starts = {}, {}
     for variant in ("ticket", "random_prune", "random_reinit"):
         lottery = target(tmp_path / variant, classes=6)
+        starts[variant] = lottery.store  # init.pt: the start weights
         record = run_transfer(lottery, source, variant)
         assert record["transfer"] == variant and record["source_round"] == 2
         densities[variant] = record["layer_density"]
         assert lottery.store.read_metrics() == [record]
     assert densities["ticket"] == densities["random_prune"] == densities["random_reinit"]
     assert densities["ticket"]["fc3.weight"] == 1.0
+    init = {v: store.load_tensors(store.init_path) for v, store in starts.items()}
+    # source and target share seed 0 and the hidden layers: the re-init must still differ
+    assert not torch.equal(init["random_reinit"]["fc1.weight"], init["ticket"]["fc1.weight"])
+    assert torch.equal(init["random_prune"]["fc1.weight"], init["ticket"]["fc1.weight"])
+    assert torch.equal(init["random_reinit"]["fc3.weight"], init["ticket"]["fc3.weight"])
 
 
 def test_another_input_shape_is_refused(source, tmp_path) -> None:

@@ -10,7 +10,9 @@ ticket's weights and mask. Variants, each its own run:
 - ``ticket``: the ticket's mask on its start weights;
 - ``random_prune``: the ticket's survivors per layer at random places (seed
   ``derive_seed(seed, "transfer", "random_prune")``), on its start weights;
-- ``random_reinit``: the ticket's mask on the target run's own initialisation.
+- ``random_reinit``: the ticket's mask on a fresh initialisation drawn with
+  ``derive_seed(seed, "transfer", "random_reinit")`` (not the run's init seed: a target run
+  of the source's seed and model would draw the source's own initialisation again).
 
 The run's ``init.pt`` holds the transferred start weights; its record adds ``transfer``
 (the variant), ``source``, ``source_round``, ``source_test_acc`` and
@@ -86,6 +88,10 @@ def transfer_start(lottery: Lottery, source: Source, variant: str) -> RoundStart
     mask = source.store.load_tensors(source.store.mask_path(source.round))
     out = output_layer(fresh)
     keep_output = carried(own, ticket, out)
+    if variant == "random_reinit":
+        torch.manual_seed(derive_seed(s.seed, "transfer", "random_reinit"))
+        other = lottery.make_model().to(lottery.device).state_dict()
+        own = {n: (own[n] if n.startswith(f"{out}.") else t) for n, t in other.items()}
     start = dict(own) if variant == "random_reinit" else {
         n: (t if keep_output or not n.startswith(f"{out}.") else own[n]).to(own[n].device)
         for n, t in ticket.items()}

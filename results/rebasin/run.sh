@@ -29,3 +29,12 @@ for p in "0 1" "1 2" "2 0"; do
   set -- $p
   $PY -m experiments.barrier run_a=${d[$1]} run_b=${d[$2]} wandb_mode=disabled
 done
+# 4. the default network's tickets: seeds 0 and 1 extended to 4 rounds (prune.rounds is not
+#    hashed: the dense runs above resume), their round-4 masks transported both ways
+for s in 0 1; do d[$s]=$(dir prune.rounds=4 seed=$s "${common[@]}"); done
+$PY -m experiments.barrier run_a=${d[0]} run_b=${d[1]} 'rounds=[4]' wandb_mode=disabled
+for p in "0 1" "1 0"; do
+  set -- $p
+  $PY -m experiments.transport run_a=${d[$1]} run_b=${d[$2]} 'rounds=[4]' progress=false \
+    wandb_mode=disabled
+done
