@@ -84,7 +84,9 @@ def key_tables(text: str) -> dict[str, list[list[str]]]:
     kinds = {("key", "default"): "main", ("key", "configs"): "group",
              ("control key", "default"): "control", ("export key", "default"): "export",
              ("distill key", "default"): "distill",
-             ("instability key", "default"): "instability"}
+             ("instability key", "default"): "instability",
+             ("barrier key", "default"): "barrier",
+             ("transport key", "default"): "transport"}
     out: dict[str, list[list[str]]] = {kind: [] for kind in kinds.values()}
     kind, previous = None, ""
     for line in text.splitlines():
@@ -196,7 +198,8 @@ def test_every_preset_composes_to_documented_keys(tables, preset: str) -> None:
     check_same_keys(doc, set(leaves(cfg)), f"experiment={preset}")
 
 
-@pytest.mark.parametrize("kind", ["control", "export", "distill", "instability"])
+@pytest.mark.parametrize("kind", ["control", "export", "distill", "instability", "barrier",
+                                  "transport"])
 def test_control_export_and_distill_keys_are_documented(tables, kind: str) -> None:
     composed = {k: v for k, v in leaves(compose_config(kind)[0]).items()
                 if not in_group(k, GROUP_TABLE_GROUPS)}  # model.*, optimizer.*: group tables

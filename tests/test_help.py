@@ -12,7 +12,8 @@ from experiments.schema import register
 from tests.conftest import PYTHON, ROOT
 
 register()
-ENTRY_POINTS = ("lottery", "control", "export", "distill", "instability")
+ENTRY_POINTS = ("lottery", "control", "export", "distill", "instability", "barrier",
+                "transport", "transfer")
 
 
 def help_text(entry: str) -> str:
@@ -66,7 +67,8 @@ def test_each_entry_point_says_what_it_does_and_where_the_docs_are(
     for link in docs.replace(";", " ").split():
         if link.startswith("docs/"):
             assert (ROOT / link.split("#")[0].rstrip(".")).is_file(), link
-    assert "== Composed config" in text and "\nname: " in text or "run_dir: " in text
+    assert "== Composed config" in text and ("\nname: " in text or "run_dir: " in text
+                                             or "run_b: " in text)
 
 
 def test_help_lists_every_control_and_strategy_of_the_registries(lottery_help: str) -> None:

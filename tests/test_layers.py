@@ -16,7 +16,7 @@ LAYERS = [
     {"lth.pruning"},
     {"lth.models"},
     {"lth.train"},
-    {"lth.measure", "lth.tracking", "lth.store"},
+    {"lth.measure", "lth.tracking", "lth.store", "lth.permute"},
     {"lth.lottery"},
     {"lth.export", "lth.analysis", "lth.tickets"},
 ]

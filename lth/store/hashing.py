@@ -59,6 +59,7 @@ HASH_NEUTRAL_DEFAULTS: dict[str, Any] = {
     "prune.nm": "",
     "prune.channel_round_to": 1,
     "reproducible": "default",  # portable pins other kernels: other bits, another run
+    "transfer": None,  # a ticket transferred from another run (experiments.transfer)
 }
 # Config nodes added after runs were stored: dropped from the hash when nothing of theirs is
 # left in it, so that adding the node never renames existing runs.

@@ -22,6 +22,11 @@ Layout of a run directory ``<output_root>/<name>/<config hash>/``::
     instability_copies.jsonl  one JSON object per completed (round, copy)
     instability.jsonl  one JSON object per analysed round: the barriers (written last)
     round_<k>/<kind>/<name>/checkpoint.pt  a branch's mid-training state while incomplete
+    round_<k>/transport/<variant>-<key>/...  a mask of another run moved into this run's
+                       coordinates (lth.lottery.transport); records in transport.jsonl
+    round_<k>/<kind>/<key>.perm.pt  the permutation a barrier or transport analysis found
+    round_<k>/barrier/<key>.json  the error curves between another run's round k and this
+                       run's, before and after alignment; records in barrier.jsonl (last)
 
 A round is complete when its line is in metrics.jsonl; that line is written last.
 The same holds for a control and its line in controls.jsonl.
@@ -117,7 +122,10 @@ class RunStore:
 
     def branch_log_path(self, kind: str) -> Path:
         """The JSONL file of a kind of branch: a branch is complete when its line is there."""
-        return self.controls_path if kind == "controls" else self.root / f"{kind}_copies.jsonl"
+        if kind == "controls":
+            return self.controls_path
+        # instability's copies are branches, its records the analysis: kept apart
+        return self.root / (f"{kind}_copies.jsonl" if kind == "instability" else f"{kind}.jsonl")
 
     @property
     def instability_path(self) -> Path:
@@ -127,6 +135,19 @@ class RunStore:
     def interpolation_path(self, k: int) -> Path:
         """Round k's curve of α -> error between its two instability copies."""
         return self.round_dir(k) / "instability" / "interpolation.json"
+
+    @property
+    def barrier_path(self) -> Path:
+        """One line per (other run, round) whose barrier to this run is analysed."""
+        return self.root / "barrier.jsonl"
+
+    def barrier_curve_path(self, k: int, key: str) -> Path:
+        """The error curves of barrier analysis ``key`` of round ``k``."""
+        return self.round_dir(k) / "barrier" / f"{key}.json"
+
+    def perm_path(self, k: int, kind: str, key: str) -> Path:
+        """The permutation analysis ``key`` of kind ``kind`` (barrier, transport) found."""
+        return self.round_dir(k) / kind / f"{key}.perm.pt"
 
     def checkpoint_path(self, k: int, control: str | None = None,
                         kind: str = "controls") -> Path:
@@ -278,6 +299,14 @@ class RunStore:
     def append_instability(self, record: dict[str, Any]) -> None:
         """Add one round's instability record (written after its interpolation curve)."""
         self._append_jsonl(self.instability_path, record)
+
+    def read_barriers(self) -> list[dict[str, Any]]:
+        """The stored barrier analyses between other runs and this one, in order."""
+        return records.read_jsonl(self.barrier_path)
+
+    def append_barrier(self, record: dict[str, Any]) -> None:
+        """Add one barrier analysis's record (written after its curves)."""
+        self._append_jsonl(self.barrier_path, record)
 
     def _append_jsonl(self, path: Path, record: dict[str, Any]) -> None:
         lines = [json.dumps(r, sort_keys=True) for r in records.read_jsonl(path)]

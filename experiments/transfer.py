@@ -1,0 +1,94 @@
+"""Ticket transfer: ``python -m experiments.transfer source=<dir> round=<k> dataset=<target>``.
+
+Trains the source run's ticket of round ``round`` (mask and start weights) on the target
+dataset, with the source's model, optimizer and training, as round 0 of a run of its own in
+``<output_root>/<name>/<hash>/`` (lth.lottery.transfer); the hash covers the source run's
+identity, the round, the variant, the seed and the target dataset. Resumed like a lottery
+run; rerunning a complete one trains nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from experiments.errors import report_errors
+from experiments.schema import register
+from lth.errors import ConfigError
+
+register()
+
+
+def target_config(cfg: DictConfig, source) -> DictConfig:  # noqa: ANN001
+    """The target run's config: the source's, with the target dataset, seed, name, output
+    root, W&B settings and the ``transfer`` node."""
+    out = copy.deepcopy(source.cfg)
+    out.dataset = cfg.dataset
+    out.seed, out.name = cfg.seed, cfg.name
+    out.output_root = cfg.output_root or str(source.store.root.parent.parent)
+    out.device, out.progress, out.wandb = cfg.device, cfg.progress, cfg.wandb
+    out.prune.rounds, out.prune.controls = 0, []
+    out.transfer = OmegaConf.create({"source": source.identity, "round": cfg.round,
+                                     "variant": cfg.variant})
+    return out
+
+
+def run(cfg: DictConfig) -> Path:
+    """Train (or resume, or skip) the transferred ticket of ``cfg``; returns its run directory."""
+    from experiments import setup
+    from experiments.stored import open_run
+    from lth.lottery.table import format_header, format_row
+    from lth.lottery.transfer import Source, carried, check_variant, output_layer, run_transfer
+
+    check_variant(cfg.variant)
+    if OmegaConf.is_missing(cfg.dataset, "name"):
+        raise ConfigError("dataset is not set: pass dataset=<the target dataset> (a dataset= "
+                          "option of experiments.lottery, e.g. dataset=mnist1d)")
+    if cfg.round is None:
+        raise ConfigError("round is not set: pass round=<k>, a completed round of the source")
+    source = open_run(cfg.source, key="source")
+    source.store.completed_rounds([cfg.round])  # ConfigError naming the completed ones
+    if source.cfg.prune.retrain != "weight_rewind":
+        raise ConfigError(f"the source retrains with {source.cfg.prune.retrain}: a ticket is "
+                          "its mask on its rewind point; use a prune.retrain=weight_rewind run")
+    target = target_config(cfg, source)
+    prep = setup.prepare(target)
+    settings = setup.settings_from(target, prep.iters_per_epoch)
+    fresh = prep.make_model()
+    carried(fresh.state_dict(), source.store.load_tensors(source.store.rewind_path),
+            output_layer(fresh))  # ConfigError for another input shape, before writing
+    with ExitStack() as stack:
+        store = setup.open_store(target, settings, stack)
+        print(format_header())
+        if store.read_metrics():
+            print(format_row(store.read_metrics()[0], note="stored"))
+            print("the transferred ticket is complete; nothing to train")
+            return store.root
+        lottery = setup.build(target, prep, settings, store, setup.open_sink(target, store,
+                                                                             stack))
+        record = run_transfer(lottery, Source(source.store, source.identity, cfg.round),
+                              cfg.variant)
+        print(format_row(record, note=f"{cfg.variant} from {source.identity} round "
+                                      f"{cfg.round}"), flush=True)
+    return store.root
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="transfer")
+@report_errors
+def main(cfg: DictConfig) -> None:
+    from lth.train.preempt import handle_preemption
+
+    with handle_preemption():  # SIGTERM / Submitit's SIGUSR2: checkpoint at once, then exit
+        print(f"run directory: {run(cfg)}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    from experiments.errors import run_cli
+
+    run_cli(main)
