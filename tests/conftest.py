@@ -16,6 +16,9 @@ from torch import nn
 
 from lth.data import Dataset
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # -n auto: one worker per core, one thread each
+    torch.set_num_threads(1)
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("WANDB_SILENT", "true")
 

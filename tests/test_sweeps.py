@@ -12,6 +12,7 @@ import csv
 import io
 import itertools
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -106,9 +107,14 @@ def test_controls_are_stored_and_logged_beside_the_ticket(sweep) -> None:
         assert (directory / f"round_{k}" / "controls" / "random_prune" / "final.pt").exists()
 
 
+def table_rows(output: str) -> str:
+    """The printed table's rows of ``output`` (a round number first)."""
+    return "\n".join(line for line in output.splitlines() if re.match(r"\s+\d+ ", line))
+
+
 def test_adding_controls_later_trains_only_them(sweep) -> None:
-    assert sweep["control"].count("(random_reinit)") == 1  # round 2 only
-    second = sweep["second"]
+    assert table_rows(sweep["control"]).count("(random_reinit)") == 1  # round 2 only
+    second = table_rows(sweep["second"])  # the rows trained (not the summary's reading)
     assert second.count("(random_reinit)") == 3  # seed 0 round 1, seed 1 rounds 1 and 2
     assert "(random_prune)" not in second  # stored ones are not retrained
     changed = [p for p, t in sweep["stamps"].items() if p.stat().st_mtime_ns != t]
@@ -146,7 +152,7 @@ def test_aggregate_writes_the_table_and_figures_of_the_means(sweep) -> None:
             assert float(rows[name, k]["test_acc_mean"]) == pytest.approx(mean, abs=1e-12)
             cell = cells[k][header.index(name)]
             assert cell.split(" ± ")[0] == f"{100 * mean:.2f}", (k, name, cell)
-    assert "- ticket: " in text and "ticket − random_prune" in text  # matching, paired
+    assert "- ticket (n=2): " in text and "ticket − random_prune" in text  # verdict, paired
     assert "seeds 0, 1" in sweep["aggregate"]
 
 
