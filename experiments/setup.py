@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -23,19 +22,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from experiments.devices import accel_of, data_parallel, kernels_of, resolve_device
 from experiments.errors import build_error, first_line
 from experiments.portable import check_portable
+from experiments.pruner_setup import make_pruner, pruner_settings
 from experiments.sparse_setup import sparse_of
 from experiments.versions import versions, warn_if_other_kernels, warn_if_other_version
 from lth.data import Dataset, load_dataset
 from lth.errors import ConfigError, LthError
-from lth.kernels import kernel_facts
 from lth.lottery import Lottery, LotterySettings
 from lth.lottery.instability import InstabilityOptions
-from lth.pruning import PruneRates, check_pool_bias, layer_rates, prunable_names, prune_mask
-from lth.pruning.calibrated import parse_nm
-from lth.pruning.pruner import Pruner, PrunerSettings
-from lth.pruning.structured import ChannelPruner, check_granularity
+from lth.pruning import PruneRates, check_pool_bias, prune_mask
+from lth.pruning.structured import check_granularity
 from lth.store import RunStore
 from lth.store.follower import FollowerStore
 from lth.store.lock import RunLock
@@ -59,19 +57,6 @@ def with_seed(cfg: DictConfig, seed: int) -> DictConfig:
     out = copy.deepcopy(cfg)
     out.seed = seed
     return out
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device={name!r} is not a device; use auto, cpu or cuda") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but CUDA is not available; use device=cpu or auto")
-    return device
 
 
 def load_data(cfg: DictConfig, device: torch.device) -> Dataset:
@@ -185,31 +170,6 @@ def instability_of(cfg: DictConfig) -> InstabilityOptions | None:
         else None
 
 
-def data_parallel(cfg: DictConfig, device: torch.device) -> distributed.Dist | None:
-    """This rank under torchrun (process group initialised), checked against the config;
-    None for one process."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and cfg.train.batch_size % world:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} does not split across "
-                          f"{world} ranks: use a multiple of {world} (it is the global batch)")
-    return distributed.from_env(device.type)
-
-
-def accel_of(cfg: DictConfig) -> Accel:
-    """``train.precision``, ``train.compile`` and ``deterministic`` (defaults where a config
-    stored before these keys existed lacks them)."""
-    return Accel(OmegaConf.select(cfg, "train.precision", default="fp32"),
-                 bool(OmegaConf.select(cfg, "train.compile", default=False)),
-                 bool(OmegaConf.select(cfg, "deterministic", default=False)))
-
-
-def kernels_of(cfg: DictConfig) -> dict[str, Any]:
-    """The kernel facts of training ``cfg`` in this process (``lth.kernels.kernel_facts``)."""
-    accel = accel_of(cfg)
-    device = resolve_device(distributed.local_device(cfg.device))
-    return kernel_facts(str(device), accel.compile, accel.deterministic)
-
-
 @dataclass(frozen=True)
 class Prepared:
     """What every seed of an experiment shares: device, data and how to build things."""
@@ -252,37 +212,6 @@ def prepare(cfg: DictConfig) -> Prepared:
     pruner = make_pruner(cfg, data, make_model, settings)
     return Prepared(device, data, ipe, lr_schedule(cfg, ipe), make_model, make_optimizer,
                     pruner, accel, dist)
-
-
-def pruner_settings(cfg: DictConfig) -> PrunerSettings:
-    """The pruner's ``prune.*`` keys, checked (``score_mode`` is ``train`` where a config
-    stored before the key existed lacks it)."""
-    p = cfg.prune
-    return PrunerSettings(p.score_batches, p.score_iterations,
-                          OmegaConf.select(cfg, "prune.score_mode", default="train"),
-                          p.pool_bias, p.channel_score,
-                          OmegaConf.select(cfg, "prune.calibration_samples", default=128),
-                          parse_nm(OmegaConf.select(cfg, "prune.nm", default="")),
-                          OmegaConf.select(cfg, "prune.channel_round_to", default=1))
-
-
-def make_pruner(cfg: DictConfig, data: Dataset, make_model: Callable[[], torch.nn.Module],
-                settings: PrunerSettings) -> Pruner:
-    """The pruner of ``cfg.prune`` (any strategy of the registry; whole channels with
-    ``prune.granularity=channel``), checked against the data and the model."""
-    kind = ChannelPruner if cfg.prune.granularity == "channel" else Pruner
-    pruner = kind(make_model, data.x_train, data.y_train, cfg.train.batch_size, settings)
-    pruner.check(cfg.prune.strategy)
-    if isinstance(pruner, ChannelPruner):
-        pruner.groups()  # fail now, not after round 0, if the model is unsupported
-    p, model = cfg.prune, make_model()
-    if pruner.settings.nm is not None and p.granularity == "channel":
-        raise ConfigError("prune.nm masks weights within rows: with prune.granularity=channel "
-                          "leave prune.nm unset")
-    rates = layer_rates(model, prunable_names(model, p.prune_bias),
-                        PruneRates(p.fraction, p.conv_fraction, p.output_fraction))
-    pruner.check_tensors(p.strategy, model, [n for n, r in rates.items() if r > 0])
-    return pruner
 
 
 # -- the run: store, sink, lottery ----------------------------------------------------------
