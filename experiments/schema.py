@@ -262,11 +262,11 @@ class TransportSchema:
 @dataclass
 class TransferSchema:
     name: str = "transfer"            # experiment name: <output_root>/<name>/<hash>/
-    source: str | None = None         # the source: a run directory of experiments.lottery
+    source: str | None = None         # a run directory of experiments.lottery, or a ticket file
     round: int | None = None          # the source's round whose ticket is transferred
     variant: str = "ticket"           # ticket | random_prune | random_reinit
     seed: int = 0                     # data order, re-initialised output layer, random masks
-    output_root: str | None = None    # root of the run store (None: the source's)
+    output_root: str | None = None    # root of the run store (None: the source run's / runs)
     device: str = "auto"              # auto | cpu | cuda | cuda:<i>
     progress: bool = True             # progress bar during training
     dataset: DatasetSchema = field(default_factory=DatasetSchema)  # the target dataset

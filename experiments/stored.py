@@ -26,6 +26,7 @@ from lth.store import RunStore
 if TYPE_CHECKING:
     from experiments.setup import Prepared
     from lth.lottery import LotterySettings
+    from lth.tickets.portable import Ticket
 
 LOTTERY, DISTILL = "lottery", "distill"
 SCHEMAS: dict[str, type] = {LOTTERY: LotterySchema, DISTILL: DistillSchema}
@@ -55,15 +56,15 @@ def kind_of(config: dict[str, Any]) -> str | None:
     return None
 
 
-def _merged(store: RunStore, config: dict[str, Any], kind: str) -> DictConfig:
+def _merged(where: Path | str, config: dict[str, Any], kind: str) -> DictConfig:
     """``config`` over its kind's schema, resolved as plain data would be; ConfigError if a
-    key or value does not fit the schema."""
+    key or value does not fit the schema (the message names ``where``, the file it came from)."""
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(SCHEMAS[kind]), config)
         assert isinstance(cfg, DictConfig)
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except OmegaConfBaseException as e:
-        raise ConfigError(f"{store.config_path} does not fit the {kind} run schema "
+        raise ConfigError(f"{where} does not fit the {kind} run schema "
                           f"({first_line(e)}): restore it as the run wrote it") from None
     return cfg
 
@@ -89,11 +90,40 @@ def open_run(path: str | Path | None, key: str | None = "run_dir",
     if kind not in kinds:
         what = f"a run of {MAKERS[kind]}" if kind else "not a run of lth"
         raise ConfigError(f"{where} is {what}: {hint}")
-    cfg = _merged(store, config, kind)
+    cfg = _merged(store.config_path, config, kind)
     store.check_name(OmegaConf.to_container(cfg, resolve=True))  # type: ignore[arg-type]
     # Where the run lies now: its name and output root are not hashed, so a moved run works.
     cfg.output_root, cfg.name = str(root.parent.parent), root.parent.name
     return StoredRun(store, cfg, kind)
+
+
+def open_ticket(path: str | Path, key: str = "source") -> tuple[DictConfig, Ticket]:
+    """A portable ticket file (``lth.tickets.export_ticket``) reopened like a run: its config
+    merged with the lottery schema and checked against the hash the file carries."""
+    from lth.store.hashing import run_hash
+
+    where, file = f"{key}={path}", Path(path).expanduser()
+    hint = "pass a file written by lth.tickets.export_ticket, or a run directory"
+    if not file.is_file():
+        raise ConfigError(f"{where} is neither a run directory nor a ticket file: {hint}")
+    try:
+        from lth.tickets.portable import load_ticket
+
+        ticket = load_ticket(file)
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"reading a ticket file needs {e.name}: pip install -e "
+                          '".[portable]"') from None
+    except Exception as e:  # noqa: BLE001 - safetensors' own errors, damaged metadata
+        raise ConfigError(f"{where} is not a readable ticket file ({first_line(e)}): "
+                          f"{hint}") from None
+    if kind_of(ticket.config) != LOTTERY:
+        raise ConfigError(f"{where} holds no lottery run's config: {hint}")
+    got = run_hash(ticket.config)
+    if got != ticket.hash:
+        raise ConfigError(f"{where}: its config hashes to {got}, not to the ticket's hash "
+                          f"{ticket.hash}: the file was edited or made by another lth "
+                          "version; export it again from its run directory")
+    return _merged(file, ticket.config, LOTTERY), ticket
 
 
 def branch_run(cfg: DictConfig) -> StoredRun:

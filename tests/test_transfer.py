@@ -32,7 +32,7 @@ def source(tmp_path_factory) -> Source:
         make_lottery(root, model=net(4), rounds=2, strategy="magnitude_layerwise").run()
     finally:
         torch.set_num_threads(threads)
-    return Source(RunStore(root), "tiny/source", 2)
+    return Source.from_store(RunStore(root), "tiny/source", 2)
 
 
 def target(root: Path, classes: int, dim: int = 20):
@@ -43,8 +43,8 @@ def target(root: Path, classes: int, dim: int = 20):
 def test_another_class_count_reinitialises_only_the_output_layer(source, tmp_path) -> None:
     lottery = target(tmp_path, classes=6)
     start = transfer_start(lottery, source, "ticket")
-    ticket = source.store.load_tensors(source.store.rewind_path)
-    mask = source.store.load_tensors(source.store.mask_path(2))
+    ticket = source.rewind
+    mask = source.mask
     torch.manual_seed(lottery.settings.init_seed)
     own = net(6)().state_dict()
     state = start.model.state_dict()
@@ -60,8 +60,8 @@ def test_another_class_count_reinitialises_only_the_output_layer(source, tmp_pat
 
 def test_the_same_class_count_carries_the_whole_ticket(source, tmp_path) -> None:
     start = transfer_start(target(tmp_path, classes=4), source, "ticket")
-    mask = source.store.load_tensors(source.store.mask_path(2))
-    ticket = source.store.load_tensors(source.store.rewind_path)
+    mask = source.mask
+    ticket = source.rewind
     assert all(torch.equal(start.mask[n], mask[n]) for n in mask)
     assert torch.equal(start.model.state_dict()["fc3.weight"], ticket["fc3.weight"] *
                        mask["fc3.weight"])

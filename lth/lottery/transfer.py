@@ -40,11 +40,24 @@ VARIANTS = ("ticket", "random_prune", "random_reinit")
 
 @dataclass(frozen=True)
 class Source:
-    """The stored run whose ticket of ``round`` is transferred."""
+    """The ticket transferred: round ``round`` of the run ``identity`` (``<name>/<hash>``),
+    its start weights (the rewind point), its mask, its test accuracy and where the mask was
+    read (for messages). Read from a run directory (``from_store``) or a ticket file."""
 
-    store: RunStore
     identity: str
     round: int
+    rewind: dict[str, torch.Tensor]
+    mask: dict[str, torch.Tensor]
+    test_acc: float
+    where: str
+
+    @classmethod
+    def from_store(cls, store: RunStore, identity: str, round: int) -> Source:
+        """Round ``round`` of the stored run ``store`` (a completed round)."""
+        record = next(r for r in store.read_metrics() if r["round"] == round)
+        return cls(identity, round, store.load_tensors(store.rewind_path),
+                   store.load_tensors(store.mask_path(round)), record["test_acc"],
+                   str(store.mask_path(round)))
 
 
 def output_layer(model: nn.Module) -> str:
@@ -84,8 +97,7 @@ def transfer_start(lottery: Lottery, source: Source, variant: str) -> RoundStart
     torch.manual_seed(s.init_seed)
     fresh = lottery.make_model().to(lottery.device)
     own = {n: t.clone() for n, t in fresh.state_dict().items()}
-    ticket = source.store.load_tensors(source.store.rewind_path)
-    mask = source.store.load_tensors(source.store.mask_path(source.round))
+    ticket, mask = source.rewind, dict(source.mask)
     out = output_layer(fresh)
     keep_output = carried(own, ticket, out)
     if variant == "random_reinit":
@@ -104,11 +116,10 @@ def transfer_start(lottery: Lottery, source: Source, variant: str) -> RoundStart
         store.save_tensors(store.init_path, start)
     model = lottery.states.initial_model()  # init.pt, checked
     mask = {n: m.to(lottery.device) for n, m in mask.items()}
-    check_mask(model, mask, str(source.store.mask_path(source.round)))
+    check_mask(model, mask, source.where)
     apply_mask(model, mask)
-    record = next(r for r in source.store.read_metrics() if r["round"] == source.round)
     extra = {"transfer": variant, "source": source.identity, "source_round": source.round,
-             "source_test_acc": record["test_acc"], "output_reinitialised": not keep_output}
+             "source_test_acc": source.test_acc, "output_reinitialised": not keep_output}
     return RoundStart(0, model, mask, Span(0, s.iterations, lottery.lr_factor), {}, began,
                       extra=extra)
 
