@@ -160,6 +160,7 @@ def transport_figure(rows: list[dict], out: Path) -> None:
             ax.errorbar(xs, ys, yerr=es, marker="osv^"[i], capsize=3, linestyle="none",
                         label=name)
         ax.set_xticks([100 * r["density"] for r in mine])
+        ax.set_xticklabels([f"{100 * r['density']:.3g}" for r in mine])
         ax.invert_xaxis()
         ax.set_xlabel("weights remaining (%)")
         ax.set_ylabel("test accuracy (%), mean ± std over pairs")
