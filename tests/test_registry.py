@@ -56,14 +56,19 @@ def test_every_strategy_gives_its_pinned_masks(key: str, one_thread) -> None:
     assert [digest(m) for m in plain] == got, "prune_mask and the Pruner differ"
 
 
+# A bias that feeds a BatchNorm has a gradient of exactly zero in exact arithmetic (the norm
+# subtracts it again), so its SNIP/GraSP score is rounding noise and which of its entries a
+# score keeps differs between CPUs: only its count is checked.
+BEFORE_BATCHNORM = frozenset({"conv1.bias", "conv2.bias", "fc.bias"})
+
+
 @pytest.mark.parametrize("key", sorted(DATA_PINNED))
 def test_data_dependent_strategies_give_their_stored_masks(key: str, one_thread) -> None:
     """SNIP, GraSP and SynFlow score through a model's forward and backward, whose last bits
     depend on the CPU's kernels, so a weight whose score ties another's near the threshold
     may swap with it on another machine: the exact density always holds (the same count per
     tensor), and at most 2% of a tensor's kept weights (at least one pair) may differ from
-    the masks stored by ``python -m tests.pinned_masks``. Where the old digests were taken
-    (an AVX-512 CPU), every step the pin covers matched them bit for bit."""
+    the masks stored by ``python -m tests.pinned_masks`` (BEFORE_BATCHNORM: the count only)."""
     model, bias, strategy = key.split("/")
     c = case(model, bias)
     got = run_case(c, pruner_of(c), strategy)
@@ -72,6 +77,8 @@ def test_data_dependent_strategies_give_their_stored_masks(key: str, one_thread)
         for n in mask:
             kept = int(want[n].sum())
             assert int(mask[n].sum()) == kept, (step, n)
+            if n in BEFORE_BATCHNORM:
+                continue  # its gradient is zero but for rounding: which ones it keeps is noise
             differ = int((mask[n] != want[n]).sum()) // 2
             assert differ <= max(1, kept // 50), (step, n, differ, kept)
 
