@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 
 from experiments.errors import report_errors
-from experiments.schema import register
+from experiments.pair_schema import register
 
 register()
 

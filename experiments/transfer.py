@@ -21,7 +21,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from experiments.errors import report_errors
-from experiments.schema import register
+from experiments.pair_schema import register
 from lth.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
-from experiments.schema import register
+from experiments.pair_schema import register
 from lth.errors import ConfigError
 from tests.conftest import ROOT
 from tests.test_python_api import run_dir  # noqa: F401 - the module's stored run
@@ -58,7 +58,8 @@ def test_a_ticket_file_trains_the_run_its_directory_trains(run_dir: Path,  # noq
     assert {k: a[0][k] for k in SAME} == {k: b[0][k] for k in SAME}
     assert b[0]["source"] == f"{run_dir.parent.name}/{run_dir.name}"
     for path in ("init.pt", "round_0/mask.pt", "round_0/final.pt"):
-        x, y = torch.load(from_dir / path), torch.load(from_file / path)
+        x = torch.load(from_dir / path, weights_only=True)
+        y = torch.load(from_file / path, weights_only=True)
         assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), path
     # the imported run is a run directory like any other: it reopens and exports again
     again = load_round(from_file, round=0)
