@@ -1,7 +1,7 @@
 """results/portable/means.md from the runs of results/portable/run.sh (part 2): the default
 experiment's per-round ticket accuracy, seeds 0-4, under kernel settings A and B.
 
-    python results/portable/summarize.py [/tmp/lth_portable_runs] > results/portable/means.md
+    python results/portable/summarize.py [runs root] [what B sets] > results/portable/means.md
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ def accuracies(root: Path) -> dict[int, dict[int, float]]:
     return out
 
 
-def main(root: Path) -> None:
+def main(root: Path, b_setting: str) -> None:
     a, b = accuracies(root / "A"), accuracies(root / "B")
     seeds = sorted(set(a) & set(b))
     rounds = sorted(set.intersection(*(set(a[s]) & set(b[s]) for s in seeds)))
     print(f"Seeds {seeds[0]}-{seeds[-1]} ({len(seeds)}); final test accuracy (%) of the ticket, "
           "mean ± sample std over seeds; A: this machine's default kernels, B: "
-          "ATEN_CPU_CAPABILITY=default.\n")
+          f"{b_setting}.\n")
     print("| round | A mean ± std | B mean ± std | B − A (means) | per seed B − A | seeds "
-          "identical |")
+          "same accuracy |")
     print("|---:|---:|---:|---:|---|---:|")
     for k in rounds:
         xa, xb = [a[s][k] for s in seeds], [b[s][k] for s in seeds]
@@ -44,4 +44,5 @@ def main(root: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/lth_portable_runs"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/lth_portable_seeds"),
+         sys.argv[2] if len(sys.argv) > 2 else "ATEN_CPU_CAPABILITY=avx2")
