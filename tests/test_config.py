@@ -12,7 +12,7 @@ from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
-from experiments.schema import register
+from experiments.pair_schema import register  # every command's schema
 from experiments.setup import load_data, model_factory, optimizer_factory, to_dict
 from lth.store import config_hash
 from tests.conftest import ROOT

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from experiments.schema import register
+from experiments.pair_schema import register  # every command's schema
 from tests.conftest import ROOT
 
 register()

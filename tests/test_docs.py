@@ -24,25 +24,15 @@ import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from experiments.pair_schema import register  # every command's schema
 from tests.conftest import ROOT
 
+register()
 CONF = ROOT / "conf"
 DOCS = ROOT / "docs"
 CONFIG_DOC = DOCS / "config.md"
 GROUP_TABLE_GROUPS = ("model", "optimizer")  # keys differ between a group's files
 MAIN_TABLE_GROUPS = ("dataset", "prune")      # every file has the same keys (one schema)
-
-
-def _register_schemas() -> None:
-    try:
-        from experiments.schema import register
-    except ImportError:  # the schemas moved: the entry point registers them on import
-        import experiments.lottery  # noqa: F401
-        return
-    register()
-
-
-_register_schemas()
 
 
 def compose_config(name: str, overrides: list[str] | None = None, *,

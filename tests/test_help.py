@@ -8,7 +8,7 @@ import subprocess
 import pytest
 from hydra import compose, initialize_config_dir
 
-from experiments.schema import register
+from experiments.pair_schema import register  # every command's schema
 from tests.conftest import PYTHON, ROOT
 
 register()

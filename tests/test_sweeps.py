@@ -21,7 +21,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 
-from experiments.schema import register
+from experiments.pair_schema import register  # every command's schema
 from lth.tracking import find_wandb_file, read_wandb_run
 from scripts.aggregate import main as aggregate_main
 from tests.conftest import ROOT, run_cli
