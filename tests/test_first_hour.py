@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import tomllib
+import torch
 from setuptools import find_packages
 
 from tests.conftest import ROOT, run_cli
@@ -23,7 +24,8 @@ def test_the_package_installs_the_scripts() -> None:
     assert "tests" not in packages
 
 
-@pytest.mark.parametrize("script", ["runs", "aggregate", "masks", "compare_methods"])
+@pytest.mark.parametrize("script", ["runs", "aggregate", "masks", "compare_methods",
+                                    "bench_denormals"])
 def test_a_script_runs_from_another_folder_with_its_help(tmp_path: Path, script: str) -> None:
     out = run_cli(tmp_path, f"scripts.{script}", "--help", cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -44,3 +46,13 @@ def test_a_cluster_launcher_without_its_plugin_names_the_extra(tmp_path: Path,
     assert out.stderr.strip().splitlines() == [
         f"error: hydra/launcher={launcher} needs its Hydra plugin, which is not installed: "
         'pip install -e ".[cluster]"']
+
+
+def test_the_subnormal_benchmark_flushes_only_its_own_run() -> None:
+    from scripts.bench_denormals import measure
+
+    flushed = measure(300, flush=True, block=150)
+    assert [b["iterations"] for b in flushed["blocks"]] == [150, 300]
+    assert all(b["subnormal_exp_avg"] == 0 for b in flushed["blocks"])
+    tiny = torch.tensor(torch.finfo(torch.float32).tiny)
+    assert float(tiny / 2) > 0  # flushing ends with the measurement: subnormals exist again
